@@ -1,0 +1,33 @@
+# Two entry points (see README): `make study` runs the study, `make test` runs the tests.
+# Each creates the virtual environment it needs first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install data study test lint clean-runs
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Generate the world (deterministic) unless data/ already matches the hash pinned in data.dvc,
+# then insist that it does: a different machine must produce the very same bytes.
+data: install
+	dvc status --quiet data.dvc || $(PY) -m streamdit.data --out data --config params.yaml
+	dvc status --quiet data.dvc || (echo "data/ differs from the hash pinned in data.dvc" >&2; exit 1)
+
+study: data
+	dvc repro
+
+lint: install
+	ruff format --check .
+	ruff check .
+
+test: lint
+	$(PY) -m pytest

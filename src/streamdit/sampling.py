@@ -1,0 +1,147 @@
+"""Streaming generation with a moving buffer (DESIGN.md section 1, "Moving buffer").
+
+The model never knows how it is sampled: it maps (frames, per-frame levels, text) to
+velocities. Everything about buffers, schemes, guidance and emission lives here.
+Shapes: buffer ``x: [b, B, c, h, w]`` (b parallel streams), emitted chunk ``[b, c, ...]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from streamdit.flow import euler_step
+from streamdit.schedule import Scheme, buffer_levels, check_buffer
+from streamdit.text import TextEmbedding, cat
+
+
+def null_embedding(model: nn.Module, batch: int) -> TextEmbedding:
+    """The model's learned null caption for ``batch`` rows (classifier-free guidance)."""
+    tokens, mask, pooled = model.null_text(batch)
+    return TextEmbedding(tokens, mask, pooled)
+
+
+def guided_velocity(
+    model: nn.Module, x: torch.Tensor, levels: torch.Tensor, text: TextEmbedding, cfg_scale: float
+) -> torch.Tensor:
+    """Classifier-free guided velocity v = v_null + g * (v_text - v_null).
+
+    ``cfg_scale == 1`` is the plain conditional model and costs one forward pass; any
+    other scale runs text and null rows as one batch of 2b (one call, two NFE).
+    """
+    if cfg_scale == 1.0:
+        return model(x, levels, text.tokens, text.mask, text.pooled)
+    b = x.shape[0]
+    both = cat([text, null_embedding(model, b).to(text.tokens.device, text.tokens.dtype)])
+    v = model(torch.cat([x, x]), torch.cat([levels, levels]), both.tokens, both.mask, both.pooled)
+    v_text, v_null = v[:b], v[b:]
+    return v_null + cfg_scale * (v_text - v_null)
+
+
+class StreamSampler:
+    """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves the buffer."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scheme: Scheme,
+        text: TextEmbedding,
+        *,
+        cfg_scale: float = 1.0,
+        shift: float = 1.0,
+        generator: torch.Generator | None = None,
+        frame_shape: tuple[int, int, int] | None = None,
+    ):
+        cfg = model.cfg
+        check_buffer(scheme, cfg.frames)
+        self.model = model
+        self.scheme = scheme
+        self.cfg_scale = cfg_scale
+        self.shift = shift
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.frame_shape = frame_shape or (cfg.channels, cfg.resolution, cfg.resolution)
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.text = text.to(self.device, self.dtype)
+        self.batch = text.tokens.shape[0]
+        # The stream starts from pure noise at offset o = s - T (see schedule.py).
+        self.x = self._noise(scheme.B)
+        self.offset = scheme.s - scheme.T
+        self.started = False
+        self.recent = self.x[:, :0]  # the last (up to K) emitted frames
+        self.calls = 0
+        self.emitted = 0
+
+    @property
+    def nfe_per_call(self) -> int:
+        """Forward passes per call: two with guidance (text and null rows), one without."""
+        return 1 if self.cfg_scale == 1.0 else 2
+
+    def _noise(self, frames: int) -> torch.Tensor:
+        # Noise is drawn on the CPU from the stream's own generator so that a seed gives
+        # the same stream on any device.
+        e = torch.randn(self.batch, frames, *self.frame_shape, generator=self.generator)
+        return e.to(self.device, self.dtype)
+
+    def set_text(self, text: TextEmbedding) -> None:
+        """Switch the prompt from the next call on; frames in the buffer keep what they already hold."""
+        if text.tokens.shape[0] != self.batch:
+            raise ValueError(f"the stream has {self.batch} rows, the new text has {text.tokens.shape[0]}")
+        self.text = text.to(self.device, self.dtype)
+
+    def levels(self, offset: float) -> torch.Tensor:
+        """Per-frame levels [b, B] of the buffer at ``offset`` in the model's dtype."""
+        t = buffer_levels(self.scheme, float(offset), self.shift, self.started)
+        return t.to(self.device, self.dtype).expand(self.batch, -1)
+
+    @torch.no_grad()
+    def step(self) -> torch.Tensor | None:
+        """One model call; returns the emitted clean chunk ``[b, c, ...]`` or None."""
+        K, c, s = self.scheme.K, self.scheme.c, self.scheme.s
+        # 1. Advance levels: every chunk moves one grid step towards t = 0.
+        t_now, t_next = self.levels(self.offset), self.levels(self.offset + 1)
+        # 2. Call the model (with guidance) at the current levels.
+        v = guided_velocity(self.model, self.x, t_now, self.text, self.cfg_scale)
+        # 3. Integrate: one Euler step per frame; frames whose level stays put do not move.
+        self.x = euler_step(self.x, v, t_now, t_next)
+        self.offset += 1
+        self.calls += 1
+        if self.offset < s:
+            return None
+        # 4. Emit: after s calls the oldest chunk sits at t = 0.
+        chunk = self.x[:, K : K + c].clone()
+        # 5. Shift: the last K emitted frames become the references (pure noise until K
+        #    frames exist), the chunks move one position towards the output end, and
+        # 6. a chunk of pure noise enters at the input end.
+        self.emitted += c
+        self.started = self.emitted >= K
+        self.recent = torch.cat([self.recent, chunk], dim=1)[:, max(0, self.recent.shape[1] + c - K) :]
+        refs = self.recent if self.started else self._noise(K)
+        self.x = torch.cat([refs, self.x[:, K + c :], self._noise(c)], dim=1)
+        self.offset -= s
+        return chunk
+
+    def chunks(self) -> Iterator[torch.Tensor]:
+        """Emitted chunks ``[b, c, ...]`` forever (the caller decides when to stop)."""
+        while True:
+            chunk = self.step()
+            if chunk is not None:
+                yield chunk
+
+    def frames(self) -> Iterator[torch.Tensor]:
+        """Emitted frames ``[b, channels, h, w]`` in order, forever."""
+        for chunk in self.chunks():
+            yield from chunk.unbind(dim=1)
+
+    def take(self, n: int) -> torch.Tensor:
+        """The next ``n`` frames as ``[b, n, channels, h, w]`` on the CPU (float32, in [-1, 1] for data-like models)."""
+        if n < 1:
+            raise ValueError(f"take needs n >= 1 frames, got {n}")
+        out = []
+        for frame in self.frames():
+            out.append(frame.float().cpu())
+            if len(out) == n:
+                break
+        return torch.stack(out, dim=1)

@@ -1,0 +1,194 @@
+"""Partition schemes and per-frame noise levels of the moving buffer (DESIGN.md section 1).
+
+Notation (fixed across the repository):
+    B  frames in the buffer, B = K + N * c
+    K  clean reference frames at the output end (level 0, no loss)
+    N  chunks of c frames each; all frames of a chunk share one level
+    s  micro-steps a chunk spends in each chunk position
+    T  grid steps a frame goes through, T = N * s, on the grid 0 = t_0 < t_1 < ... < t_T = 1
+
+Everything here is a pure function of the scheme and an *offset* ``o`` (a float):
+chunk ``j`` (0 = oldest, next to the output end) sits at grid index
+
+    i_j(o) = clamp((j + 1) * s - o, 0, T)
+
+and has level ``t(i_j / T)`` where ``t(u)`` is the (shifted) time grid. In the steady
+stream ``o`` runs over ``[0, s)``: one model call moves it by one, and after ``s``
+calls chunk 0 is clean, is emitted, the chunks shift and ``o`` wraps to 0.
+
+A stream *starts* from a buffer of pure noise at ``o = s - T`` (every index clamps to
+T) and emits its first chunk when ``o`` reaches ``s``, after T calls. Until that first
+emission no clean frame exists, so the K reference frames are pure noise (index T);
+afterwards they hold the last K emitted frames (index 0). ``started`` says which.
+Training draws ``o`` and ``started`` at random from the same ranges, so the model sees
+exactly the level patterns the sampler produces (and the continuum between grid points).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A partition scheme (K, N, c, s) of a buffer of B = K + N * c frames."""
+
+    K: int
+    N: int
+    c: int
+    s: int
+
+    def __post_init__(self) -> None:
+        for name in ("N", "c", "s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"scheme {name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.K, int) or self.K < 0:
+            raise ValueError(f"scheme K (reference frames) must be an integer >= 0, got {self.K!r}")
+
+    @property
+    def B(self) -> int:
+        """Frames in the buffer."""
+        return self.K + self.N * self.c
+
+    @property
+    def T(self) -> int:
+        """Denoising steps each frame goes through."""
+        return self.N * self.s
+
+    @property
+    def calls_to_first_chunk(self) -> int:
+        """Model calls from an all-noise buffer to the first emitted chunk."""
+        return self.T
+
+    @property
+    def calls_per_frame(self) -> float:
+        """Model calls per emitted frame in the steady stream (without CFG)."""
+        return self.s / self.c
+
+    @classmethod
+    def for_buffer(cls, B: int, c: int, s: int, K: int = 0) -> Scheme:
+        """The scheme with chunk size c and s micro-steps that fills a buffer of B frames."""
+        if B - K <= 0 or (B - K) % c != 0:
+            raise ValueError(
+                f"buffer B={B} minus K={K} reference frames must be a positive multiple of chunk size c={c}"
+            )
+        return cls(K=K, N=(B - K) // c, c=c, s=s)
+
+    @classmethod
+    def uniform(cls, B: int, T: int, K: int = 0) -> Scheme:
+        """Ordinary clip diffusion: one chunk of all non-reference frames, T steps."""
+        return cls(K=K, N=1, c=B - K, s=T)
+
+    @classmethod
+    def diagonal(cls, B: int, K: int = 0) -> Scheme:
+        """FIFO-Diffusion: one frame per chunk, one step per position, T = N = B - K."""
+        return cls(K=K, N=B - K, c=1, s=1)
+
+    @classmethod
+    def parse(cls, spec: list[int] | tuple[int, ...] | str) -> Scheme:
+        """A scheme from ``[K, N, c, s]`` (a list, or the string "K,N,c,s")."""
+        values = [int(v) for v in spec.split(",")] if isinstance(spec, str) else list(spec)
+        if len(values) != 4:
+            raise ValueError(f"a scheme is written [K, N, c, s] (4 integers), got {spec!r}")
+        return cls(*values)
+
+    def __str__(self) -> str:
+        return f"K{self.K}-N{self.N}-c{self.c}-s{self.s}"
+
+
+def check_buffer(scheme: Scheme, B: int) -> None:
+    """Raise if ``scheme`` does not partition a buffer of ``B`` frames."""
+    if scheme.B != B:
+        raise ValueError(
+            f"scheme {scheme} covers B = K + N*c = {scheme.K} + {scheme.N}*{scheme.c} = {scheme.B} "
+            f"frames, but the buffer has {B}"
+        )
+
+
+def time_shift(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """SD3/Flux time shift t = shift * u / (1 + (shift - 1) * u); shift = 1 is the identity.
+
+    A shift > 1 spends more of the grid at high noise, as SD3 does for larger images.
+    """
+    if shift <= 0:
+        raise ValueError(f"time shift must be > 0, got {shift}")
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def time_grid(T: int, shift: float = 1.0) -> torch.Tensor:
+    """The grid t_0 = 0 < t_1 < ... < t_T = 1 as a float64 tensor [T + 1]."""
+    if T < 1:
+        raise ValueError(f"the grid needs T >= 1 steps, got {T}")
+    return time_shift(torch.linspace(0.0, 1.0, T + 1, dtype=torch.float64), shift)
+
+
+def grid_indices(scheme: Scheme, offset: torch.Tensor, started: torch.Tensor | bool = True) -> torch.Tensor:
+    """Continuous grid index of every frame, ``[..., B]`` for offsets ``[...]``.
+
+    Reference frames get index 0 once the stream has ``started`` (emitted a chunk) and
+    T (pure noise) before, when no clean frame exists yet to serve as context.
+    """
+    offset = torch.as_tensor(offset, dtype=torch.float64)
+    started = torch.as_tensor(started, dtype=torch.bool).expand(offset.shape)
+    j = torch.arange(scheme.N, dtype=torch.float64)
+    chunk = ((j + 1) * scheme.s - offset[..., None]).clamp(0, scheme.T)  # [..., N]
+    frames = chunk.repeat_interleave(scheme.c, dim=-1)  # [..., N * c]
+    ref_index = torch.where(started, 0.0, float(scheme.T)).to(torch.float64)[..., None]
+    refs = ref_index.expand(*offset.shape, scheme.K)
+    return torch.cat([refs, frames], dim=-1)
+
+
+def buffer_levels(
+    scheme: Scheme, offset: torch.Tensor | float, shift: float = 1.0, started: torch.Tensor | bool = True
+) -> torch.Tensor:
+    """Per-frame noise levels ``[..., B]`` (float64, non-decreasing along the buffer) at ``offset``."""
+    index = grid_indices(scheme, torch.as_tensor(offset, dtype=torch.float64), started)
+    return time_shift(index / scheme.T, shift)
+
+
+def loss_mask(scheme: Scheme) -> torch.Tensor:
+    """Which frames are regressed: ``[B]`` bool, False for the K reference frames."""
+    return torch.arange(scheme.B) >= scheme.K
+
+
+def sample_training_levels(
+    schemes: list[Scheme],
+    probs: list[float],
+    batch: int,
+    generator: torch.Generator,
+    warmup_prob: float = 0.1,
+    shift: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixed training (DESIGN.md "Mixed training"): draw a scheme and an offset per sample.
+
+    Returns ``levels [batch, B]`` (float32), ``mask [batch, B]`` (frames with a loss) and
+    the drawn scheme index ``[batch]``. With probability ``warmup_prob`` the sample is a
+    stream's start-up (see the module docstring), so the model also learns to start a
+    stream from pure noise.
+    """
+    if len(schemes) == 0 or len(schemes) != len(probs):
+        raise ValueError(f"need one probability per scheme, got {len(schemes)} schemes and {len(probs)} probs")
+    if any(p < 0 for p in probs) or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
+        raise ValueError(f"scheme probabilities must be >= 0 and sum to 1, got {probs}")
+    B = schemes[0].B
+    for scheme in schemes:
+        check_buffer(scheme, B)
+    if not 0.0 <= warmup_prob <= 1.0:
+        raise ValueError(f"warmup_prob must be in [0, 1], got {warmup_prob}")
+
+    which = torch.multinomial(torch.tensor(probs, dtype=torch.float64), batch, replacement=True, generator=generator)
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    started = torch.rand(batch, generator=generator, dtype=torch.float64) >= warmup_prob
+    levels = torch.empty(batch, B, dtype=torch.float64)
+    mask = torch.empty(batch, B, dtype=torch.bool)
+    for k, scheme in enumerate(schemes):
+        rows = which == k
+        lo = torch.where(started[rows], 0.0, float(scheme.s - scheme.T)).to(torch.float64)
+        offset = lo + u[rows] * (scheme.s - lo)
+        levels[rows] = buffer_levels(scheme, offset, shift, started[rows])
+        mask[rows] = loss_mask(scheme)
+    return levels.float(), mask, which

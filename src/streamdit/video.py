@@ -1,0 +1,165 @@
+"""Video I/O: MP4 and GIF writing, decoding any video to frames, tensor conversion and PNG film strips.
+
+Frames on disk and in numpy are uint8 `[f, h, w, 3]` (RGB); frames in torch are float32 `[f, c, h, w]`
+in [-1, 1], the range the flow model is trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image, ImageDraw, ImageFont
+
+
+def mp4_codec() -> str:
+    """Name of the encoder `write_mp4` uses: H.264 through "libx264" when this PyAV build has it,
+    otherwise MPEG-4 Part 2 ("mpeg4", always built into FFmpeg). Both play in browsers and notebooks."""
+    return "libx264" if "libx264" in av.codec.codecs_available else "mpeg4"
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+        raise ValueError(
+            f"frames must be a uint8 numpy array, got {type(frames).__name__} "
+            f"of dtype {getattr(frames, 'dtype', None)}"
+        )
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"frames must have shape [f >= 1, h, w, 3], got {tuple(frames.shape)}")
+
+
+def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscale of `[f, h, w, 3]` to `[f, h * scale, w * scale, 3]`."""
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+    return frames.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8, scale: int = 1) -> Path:
+    """Write uint8 frames `[f, h, w, 3]` to an MP4 file (codec: see `mp4_codec`, pixel format yuv420p).
+
+    The frames are upscaled `scale` times (nearest neighbour, since 32-px clips are tiny to look at).
+    yuv420p needs even height and width, so an odd dimension is padded by one row/column that repeats
+    the last one. Returns the written path.
+    """
+    _check_frames(frames)
+    if not isinstance(fps, int) or fps < 1:
+        raise ValueError(f"fps must be an integer >= 1, got {fps!r}")
+    frames = _upscale(frames, scale)
+    _, h, w, _ = frames.shape
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(mp4_codec(), rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        if stream.codec_context.name == "libx264":
+            stream.options = {"crf": "12"}
+        else:
+            stream.bit_rate = 4_000_000
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def write_gif(frames: np.ndarray, path: str | Path, fps: int = 8, scale: int = 1) -> Path:
+    """Write uint8 frames `[f, h, w, 3]` to a looping GIF (Pillow, adaptive palette per frame).
+
+    The frame duration is rounded to whole milliseconds. Returns the written path.
+    """
+    _check_frames(frames)
+    if not isinstance(fps, int) or fps < 1:
+        raise ValueError(f"fps must be an integer >= 1, got {fps!r}")
+    images = [Image.fromarray(frame) for frame in _upscale(frames, scale)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Decode every frame of a video file (any container/codec FFmpeg reads, GIF included).
+
+    Returns uint8 `[f, h, w, 3]` RGB. A missing, unreadable or empty file raises ValueError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cannot read video {path}: no such file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"cannot read video {path}: it has no video stream")
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except av.FFmpegError as err:
+        raise ValueError(f"cannot read video {path}: {err}") from err
+    if not frames:
+        raise ValueError(f"cannot read video {path}: it contains no decodable frames")
+    return np.stack(frames)
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Float frames `[f, c, h, w]` in [-1, 1] (values outside are clipped) to uint8 `[f, h, w, c]`."""
+    if frames.ndim != 4:
+        raise ValueError(f"frames must have shape [f, c, h, w], got {tuple(frames.shape)}")
+    scaled = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    return rearrange(scaled.to(torch.uint8).cpu(), "f c h w -> f h w c").numpy()
+
+
+def from_uint8(frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames `[f, h, w, c]` to float32 `[f, c, h, w]` in [-1, 1] (0 -> -1, 255 -> 1).
+
+    `to_uint8(from_uint8(x))` returns `x` exactly.
+    """
+    if frames.ndim != 4:
+        raise ValueError(f"frames must have shape [f, h, w, c], got {tuple(frames.shape)}")
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1
+    return rearrange(tensor, "f h w c -> f c h w").contiguous()
+
+
+def save_strip(
+    rows: list[np.ndarray],
+    path: str | Path,
+    captions: list[str] | None = None,
+    scale: int = 4,
+) -> Path:
+    """Write a PNG film strip: one row per video `[f, h, w, 3]` (uint8), frames side by side.
+
+    Frames are upscaled `scale` times (nearest neighbour) and separated by `scale` white pixels; each
+    row gets its caption above it in Pillow's default font when `captions` is given (the image widens
+    to fit long captions). Rows may have different frame counts and sizes. Returns the written path.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one video, got an empty list")
+    if captions is not None and len(captions) != len(rows):
+        raise ValueError(
+            f"captions must have one entry per row: {len(captions)} captions for {len(rows)} rows"
+        )
+    for frames in rows:
+        _check_frames(frames)
+    gap = scale
+    font = ImageFont.load_default()
+    line_h = font.getbbox("Ag")[3] + 2 * gap if captions is not None else 0
+    scaled = [_upscale(frames, scale) for frames in rows]
+    row_widths = [f * (w + gap) + gap for f, _, w, _ in (r.shape for r in scaled)]
+    text_widths = [font.getbbox(c)[2] + 2 * gap for c in captions] if captions is not None else [0]
+    width = max(*row_widths, *text_widths)
+    height = sum(line_h + r.shape[1] + gap for r in scaled) + gap
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    y = gap
+    for i, frames in enumerate(scaled):
+        if captions is not None:
+            draw.text((gap, y + gap), captions[i], fill=(0, 0, 0), font=font)
+            y += line_h
+        for j, frame in enumerate(frames):
+            canvas.paste(Image.fromarray(frame), (gap + j * (frame.shape[1] + gap), y))
+        y += frames.shape[1] + gap
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, format="PNG")
+    return path
