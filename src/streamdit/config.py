@@ -47,7 +47,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
-    schemes: list[list[int]] = field(default_factory=lambda: [[0, 8, 1, 2], [0, 4, 2, 4], [0, 2, 4, 8], [0, 1, 8, 16]])
+    schemes: list[list[int]] = field(
+        default_factory=lambda: [[0, 8, 1, 2], [0, 4, 2, 4], [0, 2, 4, 8], [0, 1, 8, 16]]
+    )
     scheme_probs: list[float] | None = None
     startup_prob: float = 0.1
     time_shift: float = 1.0
@@ -191,11 +193,15 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where} must be a list, got {value!r}")
-        inner = [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+        inner = (
+            [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+        )
         return tuple(inner) if origin is tuple else inner
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and value is True)):
+    if hint in (int, float, str, bool) and not (
+        isinstance(value, hint) and not (hint is int and value is True)
+    ):
         raise ValueError(f"{where} must be of type {hint.__name__}, got {value!r} ({type(value).__name__})")
     return value
 

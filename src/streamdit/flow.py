@@ -27,7 +27,7 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 
 def flow_matching_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error on v over the frames where ``mask [b, f]`` is True (reference frames have no loss)."""
+    """Mean squared error on v over the frames where ``mask [b, f]`` is True (references have no loss)."""
     per_frame = (pred.float() - target.float()).pow(2).mean(dim=(2, 3, 4))  # [b, f]
     weight = mask.to(per_frame.dtype)
     return (per_frame * weight).sum() / weight.sum().clamp_min(1.0)

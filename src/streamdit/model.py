@@ -325,11 +325,12 @@ def count_parameters(model: nn.Module) -> int:
 #                                 StreamDiT Configs                             #
 #################################################################################
 
-# CPU default: 8 frames of 32x32 pixels, 8x8 patches per frame, windows of 2x2x2 per buffer.
+# CPU default: 8 frames of 32x32 pixels = 8x8 patch tokens each; 8 windows of 4 frames x 4x4 tokens.
 TINY = ModelConfig()
 
-# One-GPU pixel model: 16 frames of 64x64 pixels, 16x16 patches per frame.
-SMALL = ModelConfig(frames=16, resolution=64, patch=4, dim=384, depth=12, heads=6, window=(4, 8, 8))
+# One-GPU pixel model on the same 32x32 world as tiny: patch 2 gives 16x16 tokens per frame, 2048 per
+# buffer of 8 frames, in 8 windows of 4 x 8x8 tokens.
+SMALL = ModelConfig(frames=8, resolution=32, patch=2, dim=384, depth=12, heads=6, window=(4, 8, 8))
 
 # Paper scale (about 3.8B parameters). Assumptions: 512p frames through an 8x VAE give 64x64 latents with 16
 # channels; patch 2 gives 32x32 tokens per frame; the buffer holds B = 16 latent frames; heads of width 128;

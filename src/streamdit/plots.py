@@ -18,7 +18,10 @@ def plot_loss_curve(history: list[float], path: str | Path, smooth: int = 25) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     steps = range(1, len(history) + 1)
     window = max(1, min(smooth, len(history)))
-    running = [sum(history[max(0, i - window + 1) : i + 1]) / (i - max(0, i - window + 1) + 1) for i in range(len(history))]
+    running = [
+        sum(history[max(0, i - window + 1) : i + 1]) / (i - max(0, i - window + 1) + 1)
+        for i in range(len(history))
+    ]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, history, alpha=0.3, lw=0.8, label="per step")
     ax.plot(steps, running, lw=1.8, label=f"running mean ({window} steps)")

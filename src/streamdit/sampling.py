@@ -41,7 +41,7 @@ def guided_velocity(
 
 
 class StreamSampler:
-    """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves the buffer."""
+    """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves."""
 
     def __init__(
         self,
@@ -136,7 +136,7 @@ class StreamSampler:
             yield from chunk.unbind(dim=1)
 
     def take(self, n: int) -> torch.Tensor:
-        """The next ``n`` frames as ``[b, n, channels, h, w]`` on the CPU (float32, in [-1, 1] for data-like models)."""
+        """The next ``n`` frames as float32 ``[b, n, channels, h, w]`` on the CPU."""
         if n < 1:
             raise ValueError(f"take needs n >= 1 frames, got {n}")
         out = []

@@ -171,7 +171,9 @@ def sample_training_levels(
     stream from pure noise.
     """
     if len(schemes) == 0 or len(schemes) != len(probs):
-        raise ValueError(f"need one probability per scheme, got {len(schemes)} schemes and {len(probs)} probs")
+        raise ValueError(
+            f"need one probability per scheme, got {len(schemes)} schemes and {len(probs)} probs"
+        )
     if any(p < 0 for p in probs) or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
         raise ValueError(f"scheme probabilities must be >= 0 and sum to 1, got {probs}")
     B = schemes[0].B
@@ -180,7 +182,9 @@ def sample_training_levels(
     if not 0.0 <= warmup_prob <= 1.0:
         raise ValueError(f"warmup_prob must be in [0, 1], got {warmup_prob}")
 
-    which = torch.multinomial(torch.tensor(probs, dtype=torch.float64), batch, replacement=True, generator=generator)
+    which = torch.multinomial(
+        torch.tensor(probs, dtype=torch.float64), batch, replacement=True, generator=generator
+    )
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
     started = torch.rand(batch, generator=generator, dtype=torch.float64) >= warmup_prob
     levels = torch.empty(batch, B, dtype=torch.float64)

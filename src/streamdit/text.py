@@ -27,10 +27,12 @@ class TextEmbedding:
     pooled: torch.Tensor
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TextEmbedding:
-        return TextEmbedding(self.tokens.to(device, dtype), self.mask.to(device), self.pooled.to(device, dtype))
+        return TextEmbedding(
+            self.tokens.to(device, dtype), self.mask.to(device), self.pooled.to(device, dtype)
+        )
 
     def where(self, keep: torch.Tensor, other: TextEmbedding) -> TextEmbedding:
-        """Row-wise choice: row i from self where ``keep[i]`` else from ``other`` (padded to a common length)."""
+        """Row i from self where ``keep[i]``, else from ``other`` (padded to a common length)."""
         a, b = pad_to(self, other.tokens.shape[1]), pad_to(other, self.tokens.shape[1])
         k = keep.to(a.tokens.device)
         return TextEmbedding(
@@ -90,7 +92,9 @@ class TextEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         model = AutoModel.from_pretrained(self.path, local_files_only=True)
         # T5-style models are encoder-decoder: keep the encoder only.
-        self.model = (model.get_encoder() if model.config.is_encoder_decoder else model).eval().to(self.device)
+        self.model = (
+            (model.get_encoder() if model.config.is_encoder_decoder else model).eval().to(self.device)
+        )
         self.model.requires_grad_(False)
         config = self.model.config
         # BERT-like configs call the width hidden_size, T5-like ones d_model.

@@ -94,7 +94,9 @@ def run_key(cfg: Config) -> str:
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def train(cfg: Config, out_path: str | Path, *, work_root: str | Path = "runs/train", progress: bool = True) -> dict:
+def train(
+    cfg: Config, out_path: str | Path, *, work_root: str | Path = "runs/train", progress: bool = True
+) -> dict:
     """Train (or resume) the model of ``cfg``; write its EMA weights to ``out_path``.
 
     Checkpoints and the dvclive log live in ``work_root/<run_key>/``, outside the pipeline's
@@ -198,7 +200,9 @@ def train(cfg: Config, out_path: str | Path, *, work_root: str | Path = "runs/tr
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save({"ema": ema.state_dict(), "model_config": cfg.to_dict()["model"], "config": cfg.to_dict()}, out_path)
+    atomic_save(
+        {"ema": ema.state_dict(), "model_config": cfg.to_dict()["model"], "config": cfg.to_dict()}, out_path
+    )
     k = max(1, min(50, len(history) // 10))
     summary = {
         "steps": step,

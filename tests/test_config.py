@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamdit.config import load_config
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def write_params(tmp_path, edit):
+    raw = yaml.safe_load(PARAMS.read_text())
+    edit(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_every_profile_of_the_repository_params_is_valid(profile):
+    cfg = load_config(PARAMS, profile)
+    assert cfg.profile == profile
+    assert all(s.B == cfg.model.frames for s in cfg.train.parsed_schemes)
+
+
+def test_profile_overrides_and_explicit_overrides_merge():
+    cfg = load_config(PARAMS, "smoke", overrides={"sample": {"scheme": [0, 8, 1, 1]}, "model": {"depth": 3}})
+    assert cfg.model.dim == 32 and cfg.model.depth == 3  # profile value kept, override applied
+    assert cfg.sample.parsed_scheme.c == 1
+    assert cfg.train.steps == 20
+
+
+def test_unknown_keys_and_profiles_are_named():
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        load_config(PARAMS, "huge")
+    with pytest.raises(ValueError, match="unknown parameter overrides.train.'stpes'"):
+        load_config(PARAMS, "smoke", overrides={"train": {"stpes": 3}})
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['depht'\] in 'model'"):
+        load_config(PARAMS, "smoke", overrides={"model": {"depht": 3}})
+
+
+def test_wrong_types_are_named(tmp_path):
+    path = write_params(tmp_path, lambda raw: raw["train"].update(lr="fast"))
+    with pytest.raises(ValueError, match=r"train.lr must be of type float, got 'fast'"):
+        load_config(path, "cpu")
+    with pytest.raises(ValueError, match="train.batch_size must be of type int"):
+        load_config(PARAMS, "smoke", overrides={"train": {"batch_size": 2.5}})
+
+
+def test_schemes_must_fit_the_buffer():
+    with pytest.raises(ValueError, match="but the buffer has 8"):
+        load_config(PARAMS, "smoke", overrides={"sample": {"scheme": [0, 4, 4, 4]}})
+    with pytest.raises(ValueError, match="scheme_probs has 1 entries for 4 schemes"):
+        load_config(PARAMS, "smoke", overrides={"train": {"scheme_probs": [1.0]}})

@@ -1,0 +1,107 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from streamdit.sampling import StreamSampler, guided_velocity
+from streamdit.schedule import Scheme
+from streamdit.text import TextEmbedding
+
+
+class FakeModel(nn.Module):
+    """A stand-in with the model's interface: velocity = ``rule(x, levels, pooled)``."""
+
+    def __init__(self, rule, frames=8):
+        super().__init__()
+        self.cfg = SimpleNamespace(frames=frames, channels=1, resolution=2)
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.rule = rule
+        self.calls = 0
+
+    def forward(self, x, levels, tokens, mask, pooled):
+        self.calls += 1
+        return self.rule(x, levels, pooled)
+
+    def null_text(self, batch):
+        return torch.zeros(batch, 1, 4), torch.ones(batch, 1, dtype=torch.bool), torch.zeros(batch, 4)
+
+
+def text(batch=1, value=1.0):
+    return TextEmbedding(
+        torch.ones(batch, 3, 4), torch.ones(batch, 3, dtype=torch.bool), torch.full((batch, 4), value)
+    )
+
+
+def oracle_towards(target):
+    """The exact flow-matching velocity towards a constant clean frame: v = (x_t - x0) / t."""
+    return lambda x, levels, pooled: (x - target) / levels.clamp_min(1e-6)[..., None, None, None]
+
+
+@pytest.mark.parametrize(
+    "scheme", [Scheme(0, 8, 1, 1), Scheme(0, 4, 2, 3), Scheme(0, 1, 8, 5), Scheme(2, 3, 2, 2)]
+)
+def test_oracle_stream_emits_exactly_clean_frames(scheme):
+    model = FakeModel(oracle_towards(0.5), frames=scheme.B)
+    sampler = StreamSampler(model, scheme, text(batch=2), generator=torch.Generator().manual_seed(0))
+    video = sampler.take(3 * scheme.B)
+    assert video.shape == (2, 3 * scheme.B, 1, 2, 2)
+    assert torch.allclose(video, torch.full_like(video, 0.5), atol=1e-4)
+    # first chunk after T calls, then s calls per chunk of c frames
+    chunks = sampler.emitted // scheme.c
+    assert sampler.calls == scheme.T + (chunks - 1) * scheme.s
+
+
+def test_frames_leave_in_the_order_they_entered():
+    """With zero velocity nothing is denoised, so the stream must emit the raw noise draws in entry order."""
+    scheme = Scheme(0, 4, 2, 2)
+    model = FakeModel(lambda x, levels, pooled: torch.zeros_like(x), frames=scheme.B)
+    sampler = StreamSampler(model, scheme, text(), generator=torch.Generator().manual_seed(7))
+    video = sampler.take(20)[0]
+    replay = torch.Generator().manual_seed(7)
+    first = torch.randn(1, scheme.B, 1, 2, 2, generator=replay)[0]
+    entered = [torch.randn(1, scheme.c, 1, 2, 2, generator=replay)[0] for _ in range(6)]
+    expected = torch.cat([first, *entered])[:20]
+    assert torch.equal(video, expected)
+
+
+def test_reference_frames_are_the_last_emitted_and_memory_is_bounded():
+    scheme = Scheme(K=3, N=2, c=2, s=2)
+    model = FakeModel(oracle_towards(0.0), frames=scheme.B)
+    sampler = StreamSampler(model, scheme, text(), generator=torch.Generator().manual_seed(1))
+    emitted = []
+    for _ in range(50):
+        chunk = sampler.step()
+        if chunk is not None:
+            emitted.append(chunk)
+        assert sampler.x.shape == (1, scheme.B, 1, 2, 2)
+        assert sampler.recent.shape[1] <= scheme.K
+    history = torch.cat(emitted, dim=1)
+    assert sampler.started
+    assert torch.equal(sampler.x[:, : scheme.K], history[:, -scheme.K :])
+
+
+def test_guidance_combines_text_and_null_in_one_call():
+    model = FakeModel(lambda x, levels, pooled: x * pooled[:, :1, None, None, None])
+    x, levels = torch.randn(2, 8, 1, 2, 2), torch.rand(2, 8)
+    v = guided_velocity(model, x, levels, text(batch=2, value=2.0), cfg_scale=3.0)
+    assert model.calls == 1
+    # v_text = 2x, v_null = 0: guided = 0 + 3 * (2x - 0)
+    assert torch.allclose(v, 6 * x)
+    assert torch.allclose(guided_velocity(model, x, levels, text(batch=2, value=2.0), cfg_scale=1.0), 2 * x)
+
+
+def test_prompt_switch_changes_the_velocity_from_the_next_call():
+    model = FakeModel(lambda x, levels, pooled: pooled[:, :1, None, None, None].expand_as(x).clone())
+    sampler = StreamSampler(
+        model, Scheme(0, 8, 1, 1), text(value=0.0), generator=torch.Generator().manual_seed(0)
+    )
+    before = sampler.x.clone()
+    sampler.step()
+    assert torch.equal(sampler.x[:, :-1], before[:, :-1])  # zero velocity under the first prompt
+    sampler.set_text(text(value=1.0))
+    snapshot = sampler.x.clone()
+    sampler.step()
+    assert not torch.equal(sampler.x, snapshot)
+    with pytest.raises(ValueError, match="rows"):
+        sampler.set_text(text(batch=2))
