@@ -16,11 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Generate the world (deterministic) unless data/ already matches the hash pinned in data.dvc,
-# then insist that it does: a different machine must produce the very same bytes.
+# Generate the world (deterministic) unless data/ already matches data.dvc, then record it in the
+# DVC cache and insist that the hash pinned in data.dvc did not change: every machine must produce
+# the very same bytes.
 data: install
 	dvc status --quiet data.dvc || $(PY) -m streamdit.data --out data --config params.yaml
-	dvc status --quiet data.dvc || (echo "data/ differs from the hash pinned in data.dvc" >&2; exit 1)
+	dvc commit --force --quiet data.dvc
+	git diff --quiet -- data.dvc || (echo "data/ differs from the hash pinned in data.dvc (git diff data.dvc)" >&2; exit 1)
 
 study: data
 	dvc repro
