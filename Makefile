@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install data study test lint clean-runs
+.PHONY: install data study test lint
 
 install: $(VENV)/.installed
 
@@ -18,13 +18,14 @@ $(VENV)/.installed: pyproject.toml
 
 # Generate the world (deterministic) unless data/ already matches data.dvc, then record it in the
 # DVC cache and insist that the hash pinned in data.dvc did not change: every machine must produce
-# the very same bytes.
-data: install
+# the very same bytes. Needs the environment (`make install`, or PY=... with dvc on PATH).
+data:
 	dvc status --quiet data.dvc || $(PY) -m streamdit.data --out data --config params.yaml
 	dvc commit --force --quiet data.dvc
 	git diff --quiet -- data.dvc || (echo "data/ differs from the hash pinned in data.dvc (git diff data.dvc)" >&2; exit 1)
 
-study: data
+study: install
+	$(MAKE) data
 	dvc repro
 
 lint: install

@@ -16,7 +16,7 @@ import torch
 from streamdit.config import Config, resolve_device
 from streamdit.data import SPLITS, WorldClips, render
 from streamdit.sampling import StreamSampler
-from streamdit.text import TextEncoder
+from streamdit.text import load_text_encoder
 from streamdit.train import load_model
 from streamdit.video import save_strip, to_uint8, write_gif, write_mp4
 
@@ -79,7 +79,7 @@ def sample_streams(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.sample.device)
     model, _ = load_model(model_path, device)
-    encoder = TextEncoder(cfg.text.encoder, cfg.text.max_length)
+    encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     prompts, real = evaluation_prompts(cfg, count)
     scheme = cfg.sample.parsed_scheme
     sampler = StreamSampler(

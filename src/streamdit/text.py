@@ -8,6 +8,7 @@ a GPU machine, say). Nothing is fetched from a hub: loading is ``local_files_onl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -152,3 +153,9 @@ class TextEncoder:
             mask[i, : tok.shape[0]] = True
         pooled = torch.stack([p for _, p in items])
         return TextEmbedding(tokens, mask, pooled)
+
+
+@functools.lru_cache(maxsize=4)
+def load_text_encoder(name_or_path: str = DEFAULT_ENCODER, max_length: int = 32) -> TextEncoder:
+    """One shared CPU encoder per (model, max_length) in this process: loading takes seconds."""
+    return TextEncoder(name_or_path, max_length)

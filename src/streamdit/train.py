@@ -26,7 +26,7 @@ from streamdit.flow import flow_matching_loss, interpolate, velocity_target
 from streamdit.model import ModelConfig, StreamDiT, build_model, count_parameters
 from streamdit.sampling import null_embedding
 from streamdit.schedule import sample_training_levels
-from streamdit.text import TextEncoder
+from streamdit.text import load_text_encoder
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -51,6 +51,25 @@ def atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path, expected_key: str) -> dict:
+    """A training checkpoint, with clear errors for a torn/corrupt file or one of another run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for torn or foreign files
+        raise ValueError(
+            f"checkpoint {path} is unreadable ({err}); delete it to start this run over"
+        ) from err
+    missing = {"model", "ema", "opt", "batches", "noise_gen", "step", "history", "run_key"} - set(state)
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {sorted(missing)}; it was not written by this trainer")
+    if state["run_key"] != expected_key:
+        raise ValueError(
+            f"checkpoint {path} belongs to run {state['run_key']}, not {expected_key}; it was moved or "
+            "edited by hand: delete it to start over"
+        )
+    return state
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[StreamDiT, dict]:
@@ -95,9 +114,18 @@ def run_key(cfg: Config) -> str:
 
 
 def train(
-    cfg: Config, out_path: str | Path, *, work_root: str | Path = "runs/train", progress: bool = True
-) -> dict:
+    cfg: Config,
+    out_path: str | Path,
+    *,
+    work_root: str | Path = "runs/train",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict | None:
     """Train (or resume) the model of ``cfg``; write its EMA weights to ``out_path``.
+
+    ``stop_after`` ends this call after that many steps, as a kill would (the last
+    checkpoint stays, nothing final is written, None is returned): for tests of resume
+    and for time-boxed sessions.
 
     Checkpoints and the dvclive log live in ``work_root/<run_key>/``, outside the pipeline's
     outputs, so a killed run resumes where it stopped and runs of different configs never mix.
@@ -113,7 +141,7 @@ def train(
 
     dataset = WorldClips(Path(cfg.data_dir), "train", window=cfg.model.frames, generator_seed=cfg.seed + 1)
     batches = Batches(dataset, tc.batch_size, seed=cfg.seed + 2)
-    encoder = TextEncoder(cfg.text.encoder, cfg.text.max_length)
+    encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     encoder.warm(dataset.captions, cache_file=Path("cache") / "text" / f"{encoder.cache_key}.pt")
     if encoder.dim != cfg.model.text_dim:
         raise ValueError(f"model.text_dim={cfg.model.text_dim} but the text encoder gives {encoder.dim}")
@@ -127,7 +155,7 @@ def train(
     step, history, elapsed = 0, [], 0.0
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = read_checkpoint(ckpt_path, run_key(cfg))
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -148,6 +176,7 @@ def train(
                 "elapsed": elapsed,
                 "model_config": cfg.to_dict()["model"],
                 "config": cfg.to_dict(),
+                "run_key": run_key(cfg),
             },
             path,
         )
@@ -155,7 +184,8 @@ def train(
     live = Live(str(out_dir / "dvclive"), resume=step > 0, save_dvc_exp=False)
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
     model.train()
-    while step < tc.steps:
+    last_step = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
+    while step < last_step:
         t0 = time.perf_counter()
         x0, captions = next(batches)
         x0 = x0.to(device)  # [b, B, c, h, w]
@@ -179,12 +209,19 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+        if not (math.isfinite(loss.detach().item()) and math.isfinite(grad_norm)):
+            # Stop before the optimiser step, so neither weights nor checkpoint see the NaN.
+            raise FloatingPointError(
+                f"non-finite training loss or gradient (loss {loss.item()}, grad norm {grad_norm}) at step "
+                f"{step + 1}; stopping. The last good checkpoint is kept at {ckpt_path} (step "
+                f"{step - step % tc.checkpoint_every}); lower train.lr or check the data before resuming"
+            )
         opt.step()
         update_ema(ema, model, tc.ema_decay if step >= tc.warmup_steps else 0.0)
         step += 1
         elapsed += time.perf_counter() - t0
 
-        loss_value = float(loss)
+        loss_value = loss.detach().item()
         history.append(loss_value)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}")
@@ -197,6 +234,9 @@ def train(
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             save(ckpt_path)
     bar.close()
+    if step < tc.steps:
+        live.end()
+        return None
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

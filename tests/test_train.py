@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamdit.config import load_config
+from streamdit.data import WorldConfig, generate_dataset
+from streamdit.train import CHECKPOINT, load_model, loss_history, lr_at, run_key, train, update_ema
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    generate_dataset(
+        WorldConfig(resolution=16, frames_per_clip=8, n_train=12, n_val=2, n_test=2, n_heldout=2), root
+    )
+    return root
+
+
+def tiny_config(world, **train):
+    overrides = {
+        "data_dir": str(world),
+        "data": {
+            "resolution": 16,
+            "frames_per_clip": 8,
+            "n_train": 12,
+            "n_val": 2,
+            "n_test": 2,
+            "n_heldout": 2,
+        },
+        "model": {"resolution": 16, "dim": 32, "depth": 1, "heads": 2},
+        "train": {
+            "steps": 6,
+            "batch_size": 3,
+            "warmup_steps": 2,
+            "checkpoint_every": 3,
+            "log_every": 2,
+            **train,
+        },
+    }
+    return load_config(PARAMS, "smoke", overrides)
+
+
+def test_lr_schedule_warms_up_then_decays_to_a_tenth():
+    assert lr_at(0, 1.0, 10, 100) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 10, 100) == pytest.approx(1.0)
+    assert lr_at(100, 1.0, 10, 100) == pytest.approx(0.1)
+    assert lr_at(55, 1.0, 10, 100) == pytest.approx(0.55)
+
+
+def test_ema_moves_towards_the_model():
+    ema, model = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = ema.weight.detach().clone()
+    update_ema(ema, model, decay=0.75)
+    assert torch.allclose(ema.weight, 0.75 * before + 0.25 * model.weight)
+
+
+def test_training_writes_a_loadable_model_and_summary(tiny_world, tmp_path):
+    cfg = tiny_config(tiny_world)
+    summary = train(cfg, tmp_path / "model.pt", work_root=tmp_path / "runs", progress=False)
+    assert summary["steps"] == 6 and summary["loss_first"] > 0
+    assert len(loss_history(cfg, tmp_path / "runs")) == 6
+    model, saved = load_model(tmp_path / "model.pt")
+    assert saved["model"]["dim"] == 32
+    out = model(
+        torch.zeros(1, 8, 3, 16, 16),
+        torch.rand(1, 8),
+        torch.zeros(1, 2, 384),
+        torch.ones(1, 2, dtype=torch.bool),
+        torch.zeros(1, 384),
+    )
+    assert out.shape == (1, 8, 3, 16, 16) and out.abs().sum() > 0  # trained: no longer the zero init
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_world, tmp_path):
+    cfg = tiny_config(tiny_world)
+    train(cfg, tmp_path / "a.pt", work_root=tmp_path / "straight", progress=False)
+    assert train(cfg, tmp_path / "b.pt", work_root=tmp_path / "resumed", progress=False, stop_after=3) is None
+    assert (tmp_path / "resumed" / run_key(cfg) / CHECKPOINT).is_file() and not (tmp_path / "b.pt").exists()
+    train(cfg, tmp_path / "b.pt", work_root=tmp_path / "resumed", progress=False)
+    a, b = torch.load(tmp_path / "a.pt")["ema"], torch.load(tmp_path / "b.pt")["ema"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert loss_history(cfg, tmp_path / "straight") == loss_history(cfg, tmp_path / "resumed")
+
+
+def test_runs_of_different_configs_never_share_a_checkpoint(tiny_world):
+    assert run_key(tiny_config(tiny_world)) != run_key(tiny_config(tiny_world, lr=1e-3))
+    assert run_key(tiny_config(tiny_world)) == run_key(tiny_config(tiny_world))
+
+
+def test_missing_model_file_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the train stage"):
+        load_model(tmp_path / "nope.pt")
+
+
+def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tiny_world, tmp_path):
+    cfg = tiny_config(tiny_world)
+    ckpt = tmp_path / "runs" / run_key(cfg) / CHECKPOINT
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="unreadable"):
+        train(cfg, tmp_path / "m.pt", work_root=tmp_path / "runs", progress=False)
+    torch.save({"step": 1}, ckpt)
+    with pytest.raises(ValueError, match="not written by this trainer"):
+        train(cfg, tmp_path / "m.pt", work_root=tmp_path / "runs", progress=False)
+
+
+def test_non_finite_loss_stops_with_the_last_checkpoint_kept(tiny_world, tmp_path):
+    cfg = tiny_config(tiny_world, lr=1e30, grad_clip=1e30, warmup_steps=0, checkpoint_every=1)
+    with pytest.raises(FloatingPointError, match="last good checkpoint is kept"):
+        train(cfg, tmp_path / "m.pt", work_root=tmp_path / "runs", progress=False)
+    state = torch.load(tmp_path / "runs" / run_key(cfg) / CHECKPOINT, weights_only=False)
+    assert all(torch.isfinite(p).all() for p in state["model"].values())
