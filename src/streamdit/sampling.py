@@ -40,6 +40,45 @@ def guided_velocity(
     return v_null + cfg_scale * (v_text - v_null)
 
 
+def nfe_per_call(cfg_scale: float) -> int:
+    """Forward passes per model call: two with guidance (text and null rows), one without."""
+    return 1 if cfg_scale == 1.0 else 2
+
+
+def levels_like(
+    scheme: Scheme, offset: torch.Tensor | float, started: torch.Tensor | bool, shift: float, x: torch.Tensor
+) -> torch.Tensor:
+    """Per-frame levels ``[b, B]`` of buffer ``x [b, B, ...]`` at ``offset`` (a float, or ``[b]`` with
+    ``started [b]``), on ``x``'s device and in its dtype."""
+    t = buffer_levels(scheme, offset, shift, started)
+    return t.to(x.device, x.dtype).expand(x.shape[0], -1)
+
+
+def advance(
+    model: nn.Module,
+    x: torch.Tensor,
+    scheme: Scheme,
+    offset: torch.Tensor | float,
+    started: torch.Tensor | bool,
+    text: TextEmbedding,
+    cfg_scale: float = 1.0,
+    shift: float = 1.0,
+) -> torch.Tensor:
+    """One model call on the moving buffer ``x [b, B, c, h, w]``: the buffer at ``offset + 1``.
+
+    ``offset`` and ``started`` are one value for all rows (the sampler) or ``[b]`` tensors, one
+    per row (distillation). The sampler and the distillation teacher both call this, so they
+    integrate exactly the same way. Nothing is emitted or shifted here.
+    """
+    # 1. Advance levels: every chunk moves one grid step towards t = 0.
+    t_now = levels_like(scheme, offset, started, shift, x)
+    t_next = levels_like(scheme, offset + 1, started, shift, x)
+    # 2. Call the model (with guidance) at the current levels.
+    v = guided_velocity(model, x, t_now, text, cfg_scale)
+    # 3. Integrate: one Euler step per frame; frames whose level stays put do not move.
+    return euler_step(x, v, t_now, t_next)
+
+
 class StreamSampler:
     """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves."""
 
@@ -77,7 +116,7 @@ class StreamSampler:
     @property
     def nfe_per_call(self) -> int:
         """Forward passes per call: two with guidance (text and null rows), one without."""
-        return 1 if self.cfg_scale == 1.0 else 2
+        return nfe_per_call(self.cfg_scale)
 
     def _noise(self, frames: int) -> torch.Tensor:
         # Noise is drawn on the CPU from the stream's own generator so that a seed gives
@@ -93,19 +132,16 @@ class StreamSampler:
 
     def levels(self, offset: float) -> torch.Tensor:
         """Per-frame levels [b, B] of the buffer at ``offset`` in the model's dtype."""
-        t = buffer_levels(self.scheme, float(offset), self.shift, self.started)
-        return t.to(self.device, self.dtype).expand(self.batch, -1)
+        return levels_like(self.scheme, float(offset), self.started, self.shift, self.x)
 
     @torch.no_grad()
     def step(self) -> torch.Tensor | None:
         """One model call; returns the emitted clean chunk ``[b, c, ...]`` or None."""
         K, c, s = self.scheme.K, self.scheme.c, self.scheme.s
-        # 1. Advance levels: every chunk moves one grid step towards t = 0.
-        t_now, t_next = self.levels(self.offset), self.levels(self.offset + 1)
-        # 2. Call the model (with guidance) at the current levels.
-        v = guided_velocity(self.model, self.x, t_now, self.text, self.cfg_scale)
-        # 3. Integrate: one Euler step per frame; frames whose level stays put do not move.
-        self.x = euler_step(self.x, v, t_now, t_next)
+        # 1-3. Advance levels, call the model, integrate one Euler step (see ``advance``).
+        self.x = advance(
+            self.model, self.x, self.scheme, self.offset, self.started, self.text, self.cfg_scale, self.shift
+        )
         self.offset += 1
         self.calls += 1
         if self.offset < s:

@@ -155,6 +155,13 @@ def loss_mask(scheme: Scheme) -> torch.Tensor:
     return torch.arange(scheme.B) >= scheme.K
 
 
+def offset_from_unit(scheme: Scheme, u: torch.Tensor, started: torch.Tensor) -> torch.Tensor:
+    """Map ``u [...]`` in [0, 1) to offsets: the steady range [0, s) where ``started [...]``, else the
+    start-up range [s - T, s) (see the module docstring)."""
+    lo = torch.where(started, 0.0, float(scheme.s - scheme.T)).to(torch.float64)
+    return lo + u * (scheme.s - lo)
+
+
 def sample_training_levels(
     schemes: list[Scheme],
     probs: list[float],
@@ -191,8 +198,7 @@ def sample_training_levels(
     mask = torch.empty(batch, B, dtype=torch.bool)
     for k, scheme in enumerate(schemes):
         rows = which == k
-        lo = torch.where(started[rows], 0.0, float(scheme.s - scheme.T)).to(torch.float64)
-        offset = lo + u[rows] * (scheme.s - lo)
+        offset = offset_from_unit(scheme, u[rows], started[rows])
         levels[rows] = buffer_levels(scheme, offset, shift, started[rows])
         mask[rows] = loss_mask(scheme)
     return levels.float(), mask, which

@@ -72,6 +72,13 @@ def read_checkpoint(path: Path, expected_key: str) -> dict:
     return state
 
 
+def save_model(path: str | Path, ema: nn.Module, config: dict) -> None:
+    """Write EMA weights in the format ``load_model`` reads (the architecture is ``config["model"]``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({"ema": ema.state_dict(), "model_config": config["model"], "config": config}, path)
+
+
 def load_model(path: str | Path, device: str = "cpu") -> tuple[StreamDiT, dict]:
     """The EMA model written by ``train`` and the run's config dict."""
     path = Path(path)
@@ -106,11 +113,78 @@ class Batches:
         self.dataset.generator.set_state(state["windows"])
 
 
+def training_state(
+    model: nn.Module,
+    ema: nn.Module,
+    opt: torch.optim.Optimizer,
+    batches: Batches,
+    noise_gen: torch.Generator,
+    step: int,
+    history: list[float],
+    elapsed: float,
+    config: dict,
+    key: str,
+) -> dict:
+    """Everything an exact resume needs, in the format ``read_checkpoint`` checks.
+
+    The model's architecture is taken from ``config["model"]``."""
+    return {
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "opt": opt.state_dict(),
+        "batches": batches.state_dict(),
+        "noise_gen": noise_gen.get_state(),
+        "step": step,
+        "history": history,
+        "elapsed": elapsed,
+        "model_config": config["model"],
+        "config": config,
+        "run_key": key,
+    }
+
+
+def restore_training_state(
+    state: dict,
+    model: nn.Module,
+    ema: nn.Module,
+    opt: torch.optim.Optimizer,
+    batches: Batches,
+    noise_gen: torch.Generator,
+) -> tuple[int, list[float], float]:
+    """Load a ``training_state`` into the live objects; returns (step, loss history, elapsed seconds)."""
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    batches.load_state_dict(state["batches"])
+    noise_gen.set_state(state["noise_gen"])
+    return state["step"], state["history"], state["elapsed"]
+
+
+def check_finite(
+    loss: float, grad_norm: float, step: int, ckpt_path: Path, checkpoint_every: int, section: str
+) -> None:
+    """Raise before the optimiser step on a NaN/inf loss or gradient: neither weights nor checkpoint see it.
+
+    ``step`` counts finished steps; ``section`` names the params.yaml section whose lr to lower.
+    """
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    raise FloatingPointError(
+        f"non-finite training loss or gradient (loss {loss}, grad norm {grad_norm}) at step "
+        f"{step + 1}; stopping. The last good checkpoint is kept at {ckpt_path} (step "
+        f"{step - step % checkpoint_every}); lower {section}.lr or check the data before resuming"
+    )
+
+
+def short_hash(obj: object) -> str:
+    """12 hex digits identifying a JSON-serialisable object (keys sorted): names a run's folder."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def run_key(cfg: Config) -> str:
     """A short hash of everything that determines the trained weights (not sampling or the profile name)."""
     d = cfg.to_dict()
-    relevant = {k: d[k] for k in ("seed", "data_dir", "data", "text", "model", "train")}
-    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+    return short_hash({k: d[k] for k in ("seed", "data_dir", "data", "text", "model", "train")})
 
 
 def train(
@@ -156,30 +230,7 @@ def train(
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.is_file():
         state = read_checkpoint(ckpt_path, run_key(cfg))
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        batches.load_state_dict(state["batches"])
-        noise_gen.set_state(state["noise_gen"])
-        step, history, elapsed = state["step"], state["history"], state["elapsed"]
-
-    def save(path: Path) -> None:
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "opt": opt.state_dict(),
-                "batches": batches.state_dict(),
-                "noise_gen": noise_gen.get_state(),
-                "step": step,
-                "history": history,
-                "elapsed": elapsed,
-                "model_config": cfg.to_dict()["model"],
-                "config": cfg.to_dict(),
-                "run_key": run_key(cfg),
-            },
-            path,
-        )
+        step, history, elapsed = restore_training_state(state, model, ema, opt, batches, noise_gen)
 
     live = Live(str(out_dir / "dvclive"), resume=step > 0, save_dvc_exp=False)
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
@@ -209,13 +260,7 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
-        if not (math.isfinite(loss.detach().item()) and math.isfinite(grad_norm)):
-            # Stop before the optimiser step, so neither weights nor checkpoint see the NaN.
-            raise FloatingPointError(
-                f"non-finite training loss or gradient (loss {loss.item()}, grad norm {grad_norm}) at step "
-                f"{step + 1}; stopping. The last good checkpoint is kept at {ckpt_path} (step "
-                f"{step - step % tc.checkpoint_every}); lower train.lr or check the data before resuming"
-            )
+        check_finite(loss.detach().item(), grad_norm, step, ckpt_path, tc.checkpoint_every, "train")
         opt.step()
         update_ema(ema, model, tc.ema_decay if step >= tc.warmup_steps else 0.0)
         step += 1
@@ -232,17 +277,16 @@ def train(
             live.log_metric("train/grad_norm", grad_norm)
             live.next_step()
         if step % tc.checkpoint_every == 0 or step == tc.steps:
-            save(ckpt_path)
+            state = training_state(
+                model, ema, opt, batches, noise_gen, step, history, elapsed, cfg.to_dict(), run_key(cfg)
+            )
+            atomic_save(state, ckpt_path)
     bar.close()
     if step < tc.steps:
         live.end()
         return None
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(
-        {"ema": ema.state_dict(), "model_config": cfg.to_dict()["model"], "config": cfg.to_dict()}, out_path
-    )
+    save_model(out_path, ema, cfg.to_dict())
     k = max(1, min(50, len(history) // 10))
     summary = {
         "steps": step,
