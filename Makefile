@@ -16,13 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Generate the world (deterministic) unless data/ already matches data.dvc, then record it in the
-# DVC cache and insist that the hash pinned in data.dvc did not change: every machine must produce
-# the very same bytes. Needs the environment (`make install`, or PY=... with dvc on PATH).
+# Generate the world (deterministic) unless data/ already matches data.dvc, insist that its bytes
+# hash to the pin committed in data.dvc (every machine must produce the very same bytes), and
+# record it in the DVC cache. Needs the environment (`make install`, or PY=... with dvc on PATH).
 data:
 	dvc status --quiet data.dvc || $(PY) -m streamdit.data --out data --config params.yaml
+	$(PY) -m streamdit.data --out data --check data.dvc
 	dvc commit --force --quiet data.dvc
-	git diff --quiet -- data.dvc || (echo "data/ differs from the hash pinned in data.dvc (git diff data.dvc)" >&2; exit 1)
 
 study: install
 	$(MAKE) data

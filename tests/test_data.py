@@ -3,6 +3,7 @@ import hashlib
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,17 +318,20 @@ def test_video_folder_clips(tmp_path):
         VideoFolderClips(tmp_path, window=4, resolution=16)
 
 
-def test_cli_reads_data_section_and_profile(tmp_path, capsys):
+def test_cli_generates_from_the_params_profile(tmp_path, capsys):
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["data"].update(resolution=8, frames_per_clip=8, n_train=3, n_val=1, n_test=1, n_heldout=2)
+    params["model"].update(resolution=8, patch=4)
     config = tmp_path / "params.yaml"
-    config.write_text(
-        "data:\n  resolution: 8\n  frames_per_clip: 4\n"
-        "  n_train: 3\n  n_val: 1\n  n_test: 1\n  n_heldout: 2\n"
-        "profiles:\n  smoke:\n    data:\n      n_train: 5\n"
-    )
+    config.write_text(yaml.safe_dump(params))
     summary = main(["--out", str(tmp_path / "w"), "--config", str(config), "--profile", "smoke"])
-    assert summary["clips"] == {"train": 5, "val": 1, "test": 1, "heldout": 2}
-    assert np.load(tmp_path / "w" / "train.npy").shape == (5, 4, 8, 8, 3)
-    assert '"train": 5' in capsys.readouterr().out
+    assert summary["clips"] == {"train": 3, "val": 1, "test": 1, "heldout": 2}
+    assert np.load(tmp_path / "w" / "train.npy").shape == (3, 8, 8, 8, 3)
+    assert '"train": 3' in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--profile needs --config"):
+        main(["--out", str(tmp_path / "x"), "--profile", "smoke"])
 
 
 def test_colours_are_distinct():
@@ -335,3 +339,31 @@ def test_colours_are_distinct():
     gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(len(COLOURS)) * 1e9
     assert gaps.min() > 140
     assert len(SHAPES) >= 4
+
+
+def test_pinned_hash_check_catches_altered_data_even_after_a_silent_repin(tmp_path):
+    import subprocess
+
+    from streamdit.data import check_pinned, directory_hash
+
+    world = tmp_path / "data"
+    generate_dataset(
+        WorldConfig(resolution=8, frames_per_clip=2, n_train=2, n_val=1, n_test=1, n_heldout=1), world
+    )
+    pin = tmp_path / "data.dvc"
+    pin.write_text(f"outs:\n- md5: {directory_hash(world)}\n  path: data\n")
+    assert check_pinned(world, pin) == directory_hash(world)
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["add", "data.dvc"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "pin"], cwd=tmp_path, check=True)
+    clips = np.load(world / "train.npy")
+    clips[0, 0, 0, 0, 0] ^= 1
+    np.save(world / "train.npy", clips)
+    # what `dvc repro` does to a .dvc file whose data changed: re-pin it in the working tree
+    pin.write_text(f"outs:\n- md5: {directory_hash(world)}\n  path: data\n")
+    with pytest.raises(ValueError, match="hashes to .* but .* pins"):
+        check_pinned(world, pin)
+    with pytest.raises(FileNotFoundError, match="python -m streamdit.data"):
+        check_pinned(tmp_path / "missing", pin)

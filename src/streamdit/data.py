@@ -9,7 +9,8 @@ top-left corner), so a scene looks the same at every resolution; `speed` is fram
 are computed per frame with Python `math` on scalars and quantised to 1/64 pixel, and rasterisation
 is integer arithmetic on 4x4 sub-pixels.
 
-Create the dataset with `python -m streamdit.data --out data/world [--config params.yaml]`.
+Create the dataset with `python -m streamdit.data --out data --config params.yaml`; check it against
+the hash that data.dvc pins with `python -m streamdit.data --out data --check data.dvc`.
 """
 
 from __future__ import annotations
@@ -594,28 +595,78 @@ class VideoFolderClips(torch.utils.data.Dataset):
         return [text for _, text in self.items]
 
 
+def directory_hash(path: Path) -> str:
+    """DVC's content hash of a folder ("<md5>.dir"), computed with DVC's own hashing code."""
+    import tempfile
+
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, _, obj = build(HashFileDB(fs, tmp), str(path), fs, "md5")
+    return obj.hash_info.value
+
+
+def pinned_hash(dvc_file: Path) -> str:
+    """The hash that ``dvc_file`` pins, as committed in git (HEAD) when the file is tracked there.
+
+    The committed version is the truth: ``dvc repro`` silently rewrites a .dvc file whose data
+    changed, so only the committed pin can reveal altered data.
+    """
+    import subprocess
+
+    dvc_file = Path(dvc_file)
+    shown = subprocess.run(
+        ["git", "show", f"HEAD:./{dvc_file.name}"], cwd=dvc_file.parent, capture_output=True, text=True
+    )
+    text = shown.stdout if shown.returncode == 0 else dvc_file.read_text()
+    outs = (yaml.safe_load(text) or {}).get("outs") or []
+    if len(outs) != 1 or "md5" not in outs[0]:
+        raise ValueError(f"{dvc_file} must pin exactly one output with an md5, got {outs}")
+    return outs[0]["md5"]
+
+
+def check_pinned(data_dir: Path, dvc_file: Path) -> str:
+    """Raise unless ``data_dir`` hashes to what ``dvc_file`` pins; returns the hash."""
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(
+            f"{data_dir} does not exist; create it with "
+            f"`python -m streamdit.data --out {data_dir} --config params.yaml`"
+        )
+    expected, actual = pinned_hash(dvc_file), directory_hash(data_dir)
+    if actual != expected:
+        raise ValueError(
+            f"{data_dir} hashes to {actual} but {dvc_file} pins {expected}: the data was altered or "
+            "generated with other settings. Regenerate with `python -m streamdit.data --out "
+            f"{data_dir} --config params.yaml` (data section unchanged) and restore data.dvc from git"
+        )
+    return actual
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """CLI: generate the world dataset into --out, configured by the `data:` section of --config
-    (overridden by `profiles.<profile>.data` when --profile is given). Prints and returns the summary."""
+    """CLI: generate the world into --out from the `data` section of --config (its profile, or
+    --profile), or with --check verify --out against the hash a .dvc file pins."""
     parser = argparse.ArgumentParser(prog="python -m streamdit.data", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="output folder, e.g. data/world")
-    parser.add_argument("--config", type=Path, help="YAML file with a `data:` section of WorldConfig fields")
-    parser.add_argument("--profile", help="name under `profiles:` whose `data:` keys override the top level")
+    parser.add_argument("--out", type=Path, required=True, help="the data folder, e.g. data")
+    parser.add_argument("--config", type=Path, help="params.yaml; without it the WorldConfig defaults")
+    parser.add_argument("--profile", help="the profile of --config to use (default: its `profile` key)")
+    parser.add_argument("--check", type=Path, metavar="DVC_FILE", help="verify --out against this pin")
     args = parser.parse_args(argv)
-    kwargs = {}
-    if args.config is not None:
-        doc = yaml.safe_load(args.config.read_text())
-        kwargs = dict(doc.get("data") or {})
-        if args.profile is not None:
-            profiles = doc.get("profiles") or {}
-            if args.profile not in profiles:
-                raise ValueError(
-                    f"profile must be one of {sorted(profiles)} in {args.config}, got {args.profile!r}"
-                )
-            kwargs.update(profiles[args.profile].get("data") or {})
-    elif args.profile is not None:
+    if args.check is not None:
+        digest = check_pinned(args.out, args.check)
+        print(f"{args.out} matches {args.check}: {digest}")
+        return {"hash": digest}
+    if args.profile is not None and args.config is None:
         raise ValueError("--profile needs --config")
-    summary = generate_dataset(WorldConfig(**kwargs), args.out, progress=True)
+    if args.config is not None:
+        from streamdit.config import load_config
+
+        world = load_config(args.config, args.profile).data
+    else:
+        world = WorldConfig()
+    summary = generate_dataset(world, args.out, progress=True)
     print(json.dumps(summary, indent=1))
     return summary
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from streamdit.config import Config, resolve_device
-from streamdit.data import SPLITS, WorldClips, render
+from streamdit.data import SPLITS, WorldClips, check_pinned, render
 from streamdit.sampling import StreamSampler
 from streamdit.text import load_text_encoder
 from streamdit.train import load_model
@@ -29,13 +29,14 @@ def write_json(obj: dict, path: str | Path) -> Path:
     return path
 
 
-def describe_data(cfg: Config, report_dir: str | Path, rows_per_split: int = 3) -> dict:
-    """Check every split of the world loads with the configured buffer, draw a strip per split.
-
-    Returns per-split clip counts and caption statistics.
+def describe_data(
+    cfg: Config, report_dir: str | Path, dvc_file: str | Path = "data.dvc", rows_per_split: int = 3
+) -> dict:
+    """Check the world against its pin and that every split loads with the configured buffer;
+    draw a strip per split. Returns the hash, per-split clip counts and caption statistics.
     """
     report_dir = Path(report_dir)
-    stats: dict[str, dict] = {}
+    stats: dict[str, dict | str] = {"hash": check_pinned(Path(cfg.data_dir), Path(dvc_file))}
     for split in SPLITS:
         clips = WorldClips(Path(cfg.data_dir), split, window=cfg.model.frames, generator_seed=cfg.seed)
         captions = clips.captions
