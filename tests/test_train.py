@@ -19,8 +19,8 @@ def tiny_world(tmp_path_factory):
     return root
 
 
-def tiny_config(world, **train):
-    overrides = {
+def tiny_overrides(world, **train):
+    return {
         "data_dir": str(world),
         "data": {
             "resolution": 16,
@@ -40,7 +40,10 @@ def tiny_config(world, **train):
             **train,
         },
     }
-    return load_config(PARAMS, "smoke", overrides)
+
+
+def tiny_config(world, **train):
+    return load_config(PARAMS, "smoke", tiny_overrides(world, **train))
 
 
 def test_lr_schedule_warms_up_then_decays_to_a_tenth():
@@ -114,3 +117,47 @@ def test_non_finite_loss_stops_with_the_last_checkpoint_kept(tiny_world, tmp_pat
         train(cfg, tmp_path / "m.pt", work_root=tmp_path / "runs", progress=False)
     state = torch.load(tmp_path / "runs" / run_key(cfg) / CHECKPOINT, weights_only=False)
     assert all(torch.isfinite(p).all() for p in state["model"].values())
+
+
+def test_sigkill_mid_run_resumes_to_the_same_weights(tiny_world, tmp_path):
+    """A real kill: the trainer runs in a child process that gets SIGKILL once a checkpoint exists."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = tiny_overrides(tiny_world, steps=16, checkpoint_every=2)
+    cfg = load_config(PARAMS, "smoke", overrides)
+    script = (
+        "import json, sys; from streamdit.config import load_config; from streamdit.train import train; "
+        f"train(load_config({str(PARAMS)!r}, 'smoke', json.loads(sys.argv[1])), sys.argv[2], "
+        "work_root=sys.argv[3], progress=False)"
+    )
+    ckpt = tmp_path / "killed" / run_key(cfg) / CHECKPOINT
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            script,
+            json.dumps(overrides),
+            str(tmp_path / "k.pt"),
+            str(tmp_path / "killed"),
+        ],
+        env=env,
+    )
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert ckpt.exists(), "the child never wrote a checkpoint"
+    killed_at = torch.load(ckpt, weights_only=False)["step"]
+    assert 0 < killed_at < 16 and not (tmp_path / "k.pt").exists()
+
+    train(cfg, tmp_path / "k.pt", work_root=tmp_path / "killed", progress=False)
+    train(cfg, tmp_path / "s.pt", work_root=tmp_path / "straight", progress=False)
+    a, b = torch.load(tmp_path / "k.pt")["ema"], torch.load(tmp_path / "s.pt")["ema"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
