@@ -62,3 +62,10 @@ def test_padding_cat_and_where():
     assert both.tokens.shape == (4, 3, 4) and both.mask.sum().item() == 6 + 2
     mixed = a.where(torch.tensor([True, False]), b)
     assert mixed.pooled[:, 0].tolist() == [1.0, 0.0] and mixed.mask[1].tolist() == [True, False, False]
+
+
+def test_huge_captions_are_rejected_and_non_ascii_ones_work(encoder):
+    with pytest.raises(ValueError, match="1001 characters; at most 1000"):
+        encoder(["x" * 1001])
+    emb = encoder(["un cercle rouge qui glisse à gauche ✨", "红色圆圈"])
+    assert torch.isfinite(emb.tokens).all() and emb.mask.sum(1).min() >= 3

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 DEFAULT_ENCODER = "minilm"
+MAX_CAPTION_CHARS = 1000  # longer input is a mistake (a file pasted as a prompt), not a caption
 
 
 @dataclass
@@ -143,6 +144,11 @@ class TextEncoder:
         for caption in captions:
             if not isinstance(caption, str) or not caption.strip():
                 raise ValueError(f"captions must be non-empty strings, got {caption!r}")
+            if len(caption) > MAX_CAPTION_CHARS:
+                raise ValueError(
+                    f"a caption has {len(caption)} characters; at most {MAX_CAPTION_CHARS} are allowed "
+                    f"(the encoder reads only the first {self.max_length} tokens anyway)"
+                )
         self.warm(captions)
         items = [self._cache[c] for c in captions]
         length = max(tokens.shape[0] for tokens, _ in items)
