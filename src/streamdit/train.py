@@ -232,7 +232,8 @@ def train(
         state = read_checkpoint(ckpt_path, run_key(cfg))
         step, history, elapsed = restore_training_state(state, model, ema, opt, batches, noise_gen)
 
-    live = Live(str(out_dir / "dvclive"), resume=step > 0, save_dvc_exp=False)
+    # dvcyaml=None: dvclive must not add this run's (work-dir) files to the pipeline's dvc.yaml.
+    live = Live(str(out_dir / "dvclive"), resume=step > 0, save_dvc_exp=False, dvcyaml=None)
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
     model.train()
     last_step = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
