@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,8 @@ class TextEncoder:
             self._encode_batch(todo[start : start + batch_size])
         if cache_file is not None and todo:
             Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(cache_file).with_suffix(".tmp")
+            # A temporary name of this process's own: two runs may fill the same cache at once.
+            tmp = Path(cache_file).with_name(f"{Path(cache_file).name}.{os.getpid()}.tmp")
             torch.save({"key": self.cache_key, "items": self._cache}, tmp)
             tmp.replace(cache_file)
 
