@@ -31,6 +31,7 @@ def tiny_overrides(world, **train):
             "n_heldout": 2,
         },
         "model": {"resolution": 16, "dim": 32, "depth": 1, "heads": 2},
+        "evaluate": {"clip_frames": 8},
         "train": {
             "steps": 6,
             "batch_size": 3,

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -36,8 +36,10 @@ class TextConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Buffered flow-matching training with mixed partition schemes."""
+class LoopConfig:
+    """What every training loop shares: length, batch, optimiser, EMA, checkpoints, start-up mix."""
+
+    section: ClassVar[str] = "loop"  # the params.yaml section, named in error messages
 
     steps: int = 1000
     batch_size: int = 16
@@ -46,11 +48,6 @@ class TrainConfig:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    caption_dropout: float = 0.1
-    schemes: list[list[int]] = field(
-        default_factory=lambda: [[0, 8, 1, 2], [0, 4, 2, 4], [0, 2, 4, 8], [0, 1, 8, 16]]
-    )
-    scheme_probs: list[float] | None = None
     startup_prob: float = 0.1
     time_shift: float = 1.0
     checkpoint_every: int = 200
@@ -58,19 +55,40 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        name = self.section
+        for field_name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, field_name) < 1:
+                raise ValueError(f"{name}.{field_name} must be >= 1, got {getattr(self, field_name)}")
         if self.warmup_steps < 0:
-            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ValueError(f"{name}.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"{name}.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.startup_prob <= 1.0:
+            raise ValueError(f"{name}.startup_prob must be in [0, 1], got {self.startup_prob}")
+        if self.lr <= 0 or self.grad_clip <= 0 or self.time_shift <= 0:
+            raise ValueError(
+                f"{name}.lr, {name}.grad_clip and {name}.time_shift must be > 0, "
+                f"got {self.lr}, {self.grad_clip}, {self.time_shift}"
+            )
+        check_device(self.device)
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Buffered flow-matching training with mixed partition schemes."""
+
+    section: ClassVar[str] = "train"
+
+    caption_dropout: float = 0.1
+    schemes: list[list[int]] = field(
+        default_factory=lambda: [[0, 8, 1, 2], [0, 4, 2, 4], [0, 2, 4, 8], [0, 1, 8, 16]]
+    )
+    scheme_probs: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ValueError(f"train.caption_dropout must be in [0, 1), got {self.caption_dropout}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.startup_prob <= 1.0:
-            raise ValueError(f"train.startup_prob must be in [0, 1], got {self.startup_prob}")
-        if self.lr <= 0 or self.grad_clip <= 0 or self.time_shift <= 0:
-            raise ValueError("train.lr, train.grad_clip and train.time_shift must be > 0")
         if not self.schemes:
             raise ValueError("train.schemes must list at least one [K, N, c, s] scheme")
         if self.scheme_probs is None:
@@ -79,11 +97,35 @@ class TrainConfig:
             raise ValueError(
                 f"train.scheme_probs has {len(self.scheme_probs)} entries for {len(self.schemes)} schemes"
             )
-        check_device(self.device)
 
     @property
     def parsed_schemes(self) -> list[Scheme]:
         return [Scheme.parse(s) for s in self.schemes]
+
+
+@dataclass
+class DistillConfig(LoopConfig):
+    """Segment-wise distillation of a guided teacher scheme into a one-step-per-segment student."""
+
+    section: ClassVar[str] = "distill"
+
+    teacher: list[int] = field(default_factory=lambda: [0, 2, 4, 8])  # teacher scheme [K, N, c, s], s > 1
+    cfg_scale: float = 3.0  # the teacher's guidance, baked into the student
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        scheme = Scheme.parse(self.teacher)
+        if scheme.s < 2:
+            raise ValueError(
+                f"distill.teacher {list(self.teacher)} has s={scheme.s}; distillation needs s >= 2 "
+                "micro-steps per chunk position (the student covers them in one call)"
+            )
+        if self.cfg_scale < 0:
+            raise ValueError(f"distill.cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
+
+    @property
+    def teacher_scheme(self) -> Scheme:
+        return Scheme.parse(self.teacher)
 
 
 @dataclass
@@ -113,6 +155,97 @@ class SampleConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How the evaluators are trained and what the evaluation measures (``evaluate`` in params.yaml)."""
+
+    prompts: int = 32  # test prompts (and as many val scenes for the real-vs-real floor)
+    clip_frames: int = 16  # frames per clip for FVD (the evaluators see clips of this length)
+    long_frames: int = 48  # frames per generated stream for quality over time
+    window_every: int = 16  # offset between quality-over-time windows
+    batch_size: int = 32  # streams generated in parallel
+    cfg_scale: float = 3.0
+    schemes: list[list[int]] = field(default_factory=lambda: [[0, 2, 4, 8]])  # [K, N, c, s] each
+    switch_pairs: int = 8  # prompt pairs (A, B) for the switch test
+    switch_frame: int = 16  # frames of A before the switch
+    switch_after: int = 24  # frames of B scored after it
+    switch_threshold: float = 0.9  # fraction of B's steady-state CLIP score that counts as reached
+    latency_frames: int = 32
+    latency_warmup_frames: int = 8
+    latency_repeats: int = 3
+    encoder_steps: int = 1500
+    encoder_batch_size: int = 32
+    encoder_lr: float = 0.002
+    clip_steps: int = 1000
+    clip_batch_size: int = 64
+    clip_lr: float = 0.001
+    i3d_path: str | None = None  # i3d_torchscript.pt: FVD with I3D features instead of the world encoder
+    clip_model: str = "ViT-B-32"  # open_clip architecture of clip_checkpoint
+    clip_checkpoint: str | None = None  # local pretrained CLIP weights instead of the trained CLIP
+    seed: int = 2
+
+    def __post_init__(self) -> None:
+        for name in (
+            "prompts",
+            "clip_frames",
+            "window_every",
+            "batch_size",
+            "switch_pairs",
+            "switch_after",
+            "latency_repeats",
+            "encoder_steps",
+            "encoder_batch_size",
+            "clip_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluate.{name} must be >= 1, got {getattr(self, name)}")
+        if self.prompts < 2:
+            raise ValueError(f"evaluate.prompts must be >= 2 (FVD needs 2 clips), got {self.prompts}")
+        if self.long_frames < self.clip_frames:
+            raise ValueError(
+                f"evaluate.long_frames={self.long_frames} must be >= clip_frames={self.clip_frames}"
+            )
+        if not 1 <= self.switch_pairs <= self.prompts - 1:
+            raise ValueError(
+                f"evaluate.switch_pairs must be in [1, prompts - 1 = {self.prompts - 1}], "
+                f"got {self.switch_pairs}"
+            )
+        if self.switch_frame < 0 or self.latency_warmup_frames < 0:
+            raise ValueError("evaluate.switch_frame and evaluate.latency_warmup_frames must be >= 0")
+        if self.latency_frames < 2:
+            raise ValueError(f"evaluate.latency_frames must be >= 2, got {self.latency_frames}")
+        if not 0.0 < self.switch_threshold <= 1.0:
+            raise ValueError(f"evaluate.switch_threshold must be in (0, 1], got {self.switch_threshold}")
+        if self.cfg_scale < 0 or self.encoder_lr <= 0 or self.clip_lr <= 0:
+            raise ValueError("evaluate.cfg_scale must be >= 0 and the learning rates > 0")
+        if self.clip_batch_size < 2:
+            raise ValueError(
+                f"evaluate.clip_batch_size must be >= 2 (contrastive), got {self.clip_batch_size}"
+            )
+        if not self.schemes:
+            raise ValueError("evaluate.schemes must list at least one [K, N, c, s] scheme")
+        for scheme in self.schemes:
+            Scheme.parse(scheme)
+
+    @property
+    def parsed_schemes(self) -> list[Scheme]:
+        return [Scheme.parse(s) for s in self.schemes]
+
+    @property
+    def offsets(self) -> list[int]:
+        """Start frames of the quality-over-time windows."""
+        return window_offsets(self.long_frames, self.clip_frames, self.window_every)
+
+
+def window_offsets(long_frames: int, clip_frames: int, every: int) -> list[int]:
+    """Starts 0, every, 2 * every, ... of the ``clip_frames`` windows that fit in ``long_frames``."""
+    if long_frames < clip_frames or every < 1:
+        raise ValueError(
+            f"need long_frames >= clip_frames and every >= 1, got {long_frames}, {clip_frames}, {every}"
+        )
+    return list(range(0, long_frames - clip_frames + 1, every))
+
+
+@dataclass
 class Config:
     """Everything one run of the study needs."""
 
@@ -124,10 +257,18 @@ class Config:
     model: ModelConfig
     train: TrainConfig
     sample: SampleConfig
+    distill: DistillConfig
+    evaluate: EvalConfig
 
     def __post_init__(self) -> None:
-        for scheme in self.train.parsed_schemes + [self.sample.parsed_scheme]:
+        schemes = self.train.parsed_schemes + [self.sample.parsed_scheme, self.distill.teacher_scheme]
+        for scheme in schemes + self.evaluate.parsed_schemes:
             check_buffer(scheme, self.model.frames)
+        if not self.evaluate.i3d_path and self.evaluate.clip_frames != self.data.frames_per_clip:
+            raise ValueError(
+                f"evaluate.clip_frames={self.evaluate.clip_frames} must equal data.frames_per_clip="
+                f"{self.data.frames_per_clip}: the world video encoder is trained on whole clips"
+            )
         if self.model.resolution != self.data.resolution:
             raise ValueError(
                 f"model.resolution={self.model.resolution} must equal data.resolution={self.data.resolution}"
@@ -241,4 +382,6 @@ def load_config(
         model=_build(ModelConfig, model_kwargs, "model"),
         train=_build(TrainConfig, merged["train"], "train"),
         sample=_build(SampleConfig, merged["sample"], "sample"),
+        distill=_build(DistillConfig, merged["distill"], "distill"),
+        evaluate=_build(EvalConfig, merged["evaluate"], "evaluate"),
     )

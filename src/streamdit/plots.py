@@ -34,3 +34,63 @@ def plot_loss_curve(history: list[float], path: str | Path, smooth: int = 25) ->
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_evaluators(metrics: dict, path: str | Path) -> Path:
+    """Held-out accuracy of the video encoder per attribute next to the majority-class rate, and the
+    CLIP's top-1 caption retrieval next to chance (from the evaluators stage's metrics dict)."""
+    encoder, clip = metrics["video_encoder"], metrics["clip"]["test_retrieval"]
+    names = list(encoder["val_accuracy"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5), gridspec_kw={"width_ratios": [3, 1]})
+    x = range(len(names))
+    left.bar([i - 0.2 for i in x], [encoder["val_accuracy"][n] for n in names], 0.4, label="video encoder")
+    left.bar([i + 0.2 for i in x], [encoder["val_majority"][n] for n in names], 0.4, label="majority class")
+    left.set_xticks(list(x), names)
+    left.set_ylabel("val accuracy")
+    left.set_ylim(0, 1)
+    left.legend()
+    right.bar(["CLIP", "chance"], [clip["top1"], clip["chance"]], color=["C2", "C7"])
+    right.set_ylabel(f"top-1 retrieval ({clip['captions']} captions)")
+    right.set_ylim(0, 1)
+    return _save(fig, path)
+
+
+def plot_quality_over_time(metrics: dict, path: str | Path) -> Path:
+    """FVD and CLIP score per window offset of the long streams, per scheme, with the real-data floor."""
+    fig, (fvd_ax, clip_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
+    real = metrics["real"]["windows"]
+    offsets = [w["offset"] for w in real]
+    fvd_ax.plot(offsets, [w["fvd"] for w in real], "k--", label="real vs real (floor)")
+    clip_ax.plot(offsets, [w["clip_score"] for w in real], "k--", label="real clips")
+    for name, m in metrics["schemes"].items():
+        fvd_ax.plot(offsets, [w["fvd"] for w in m["windows"]], "o-", label=name)
+        clip_ax.plot(offsets, [w["clip_score"] for w in m["windows"]], "o-", label=name)
+    fvd_ax.set_ylabel(f"FVD ({metrics['features']})")
+    clip_ax.set_ylabel("CLIP score")
+    for ax in (fvd_ax, clip_ax):
+        ax.set_xlabel(f"window start frame ({metrics['clip_frames']}-frame windows)")
+        ax.grid(alpha=0.3)
+    fvd_ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_latency(metrics: dict, path: str | Path) -> Path:
+    """Distribution of the amortised per-frame latency (chunk gap / chunk size) per scheme, in ms."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, m in metrics["schemes"].items():
+        lat = m["latency"]
+        per_frame_ms = [1000 * g for g in lat["frame_gaps_s"]]
+        ax.hist(per_frame_ms, bins=20, alpha=0.6, label=f"{name} ({lat['device']})")
+    ax.set_xlabel("per-frame latency (ms, chunk gap / frames per chunk)")
+    ax.set_ylabel("chunks")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

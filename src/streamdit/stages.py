@@ -13,8 +13,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamdit.config import Config, resolve_device
+from streamdit.config import Config, DistillConfig, resolve_device
 from streamdit.data import SPLITS, WorldClips, check_pinned, render
+from streamdit.distill import nfe_per_frame, student_scheme
+from streamdit.evaluate import evaluate_model, write_report
+from streamdit.evaluators import (
+    load_clip,
+    load_i3d_torchscript,
+    load_pretrained_clip,
+    load_video_encoder,
+    save_evaluator,
+    train_clip,
+    train_video_encoder,
+    world_feature_extractor,
+)
+from streamdit.plots import plot_evaluators, plot_latency, plot_quality_over_time
 from streamdit.sampling import StreamSampler
 from streamdit.text import load_text_encoder
 from streamdit.train import load_model
@@ -116,3 +129,144 @@ def sample_streams(
         "device": device,
         "finite": bool(torch.isfinite(video).all()),
     }
+
+
+def sample_teacher_vs_student(
+    cfg: Config,
+    dcfg: DistillConfig,
+    teacher_path: str | Path,
+    student_path: str | Path,
+    report_dir: str | Path,
+    count: int = 4,
+) -> dict:
+    """Stream the evaluation prompts with the teacher (its scheme, guided) and the distilled student
+    (s = 1, unguided) from the same seed, and draw real / teacher / student rows in one strip.
+
+    Both buffers have the same shape and take in chunks of the same size, so they draw the same
+    noise: the rows differ only by the model. Returns, per model, the scheme, model calls, NFE
+    per frame in the steady stream and rough frames per second (``latency.py`` measures properly).
+    """
+    report_dir = Path(report_dir)
+    device = resolve_device(cfg.sample.device)
+    encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    prompts, real = evaluation_prompts(cfg, count)
+    text = encoder(prompts)
+    runs = {
+        "teacher": (teacher_path, dcfg.teacher_scheme, dcfg.cfg_scale),
+        "student": (student_path, student_scheme(dcfg.teacher_scheme), 1.0),
+    }
+    videos, metrics = {}, {}
+    for name, (path, scheme, cfg_scale) in runs.items():
+        model, _ = load_model(path, device)
+        sampler = StreamSampler(
+            model,
+            scheme,
+            text,
+            cfg_scale=cfg_scale,
+            shift=dcfg.time_shift,
+            generator=torch.Generator().manual_seed(cfg.sample.seed),
+        )
+        start = time.perf_counter()
+        videos[name] = sampler.take(cfg.sample.frames)  # [b, f, c, h, w]
+        seconds = time.perf_counter() - start
+        metrics[name] = {
+            "scheme": str(scheme),
+            "cfg_scale": cfg_scale,
+            "model_calls": sampler.calls,
+            "nfe_per_frame": nfe_per_frame(scheme, cfg_scale),
+            "frames_per_second": round(len(prompts) * cfg.sample.frames / seconds, 2),
+            "finite": bool(torch.isfinite(videos[name]).all()),
+        }
+    metrics["nfe_reduction"] = metrics["teacher"]["nfe_per_frame"] / metrics["student"]["nfe_per_frame"]
+
+    rows, captions = [], []
+    for i, prompt in enumerate(prompts):
+        if real[i] is not None:
+            rows.append(real[i])
+            captions.append(f"real: {prompt}")
+        for name in runs:
+            rows.append(to_uint8(videos[name][i]))
+            captions.append(f"{name} ({metrics[name]['scheme']}, cfg {metrics[name]['cfg_scale']}): {prompt}")
+    save_strip(rows, report_dir / "teacher_vs_student.png", captions=captions, scale=3)
+    return metrics
+
+
+def train_evaluators(
+    cfg: Config, out_dir: str | Path, report_dir: str | Path, progress: bool = False
+) -> dict:
+    """Train the world video encoder (FVD features) and the world CLIP (``evaluate`` section).
+
+    Writes ``video_encoder.pt`` and ``clip.pt`` to ``out_dir`` and a figure to ``report_dir``.
+    Returns their metrics: held-out attribute accuracies and caption retrieval against chance.
+    """
+    ecfg, out_dir = cfg.evaluate, Path(out_dir)
+    device = resolve_device(cfg.sample.device)
+    encoder, encoder_metrics = train_video_encoder(
+        cfg.data_dir,
+        steps=ecfg.encoder_steps,
+        batch_size=ecfg.encoder_batch_size,
+        lr=ecfg.encoder_lr,
+        seed=ecfg.seed,
+        device=device,
+        progress=progress,
+    )
+    save_evaluator(encoder, encoder.cfg, out_dir / "video_encoder.pt")
+    scorer, clip_metrics = train_clip(
+        cfg.data_dir,
+        steps=ecfg.clip_steps,
+        batch_size=ecfg.clip_batch_size,
+        lr=ecfg.clip_lr,
+        seed=ecfg.seed,
+        device=device,
+        progress=progress,
+    )
+    save_evaluator(scorer.model, scorer.cfg, out_dir / "clip.pt")
+    metrics = {"video_encoder": encoder_metrics, "clip": clip_metrics, "device": device}
+    plot_evaluators(metrics, Path(report_dir) / "evaluators.png")
+    return metrics
+
+
+def evaluate_streamdit(
+    cfg: Config, model_path: str | Path, evaluators_dir: str | Path, report_dir: str | Path, progress=False
+) -> dict:
+    """Evaluate a trained StreamDiT against the real world (``streamdit.evaluate``).
+
+    FVD uses I3D when ``evaluate.i3d_path`` is set, else the trained world video encoder; CLIP
+    scores use ``evaluate.clip_checkpoint`` when set, else the trained world CLIP. Writes
+    ``evaluation.md`` / ``.csv`` and figures to ``report_dir`` and returns the metrics dict.
+    """
+    ecfg, evaluators_dir, report_dir = cfg.evaluate, Path(evaluators_dir), Path(report_dir)
+    device = resolve_device(cfg.sample.device)
+    model, _ = load_model(model_path, device)
+    if ecfg.i3d_path:
+        features = load_i3d_torchscript(ecfg.i3d_path, device)
+    else:
+        features = world_feature_extractor(load_video_encoder(evaluators_dir / "video_encoder.pt", device))
+    if ecfg.clip_checkpoint:
+        scorer, clip_name = (
+            load_pretrained_clip(ecfg.clip_model, ecfg.clip_checkpoint, device),
+            ecfg.clip_model,
+        )
+    else:
+        scorer, clip_name = load_clip(evaluators_dir / "clip.pt", device), "world-clip"
+    scenes = {
+        split: WorldClips(Path(cfg.data_dir), split, window=cfg.model.frames).scenes
+        for split in ("test", "val")
+    }
+    metrics = evaluate_model(
+        model,
+        load_text_encoder(cfg.text.encoder, cfg.text.max_length),
+        scenes["test"],
+        scenes["val"],
+        ecfg,
+        features,
+        scorer,
+        shift=cfg.sample.time_shift,
+        device=device,
+        clip_model_name=clip_name,
+        progress=progress,
+    )
+    write_report(metrics, report_dir)
+    plot_quality_over_time(metrics, report_dir / "quality_over_time.png")
+    plot_latency(metrics, report_dir / "latency.png")
+    return metrics

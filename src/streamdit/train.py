@@ -39,6 +39,12 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> flo
     return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA decay with a warm-up, min(decay, (1 + step) / (10 + step)): the average starts short
+    and lengthens, so early weights of a short run do not linger in it."""
+    return min(decay, (1 + step) / (10 + step))
+
+
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
@@ -263,7 +269,7 @@ def train(
         grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
         check_finite(loss.detach().item(), grad_norm, step, ckpt_path, tc.checkpoint_every, "train")
         opt.step()
-        update_ema(ema, model, tc.ema_decay if step >= tc.warmup_steps else 0.0)
+        update_ema(ema, model, ema_decay_at(step, tc.ema_decay))
         step += 1
         elapsed += time.perf_counter() - t0
 

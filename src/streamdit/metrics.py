@@ -1,0 +1,153 @@
+"""Evaluation metrics as pure functions (DESIGN.md section 2): Frechet distance, CLIP score,
+caption retrieval and bootstrap confidence intervals.
+
+Inputs are feature or embedding matrices ``[n, d]`` (numpy arrays or torch tensors, any float
+dtype); every computation runs in float64 numpy and returns Python floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def _as_matrix(x: np.ndarray | torch.Tensor, name: str, min_rows: int = 1) -> np.ndarray:
+    """``x`` as a finite float64 ``[n, d]`` array with ``n >= min_rows``."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a matrix [n, d], got shape {x.shape}")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} rows (samples), got {x.shape[0]}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} holds non-finite values")
+    return x
+
+
+def gaussian_stats(feats: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[d]`` and unbiased covariance ``[d, d]`` (float64) of features ``[n >= 2, d]``."""
+    x = _as_matrix(feats, "feats", min_rows=2)
+    return x.mean(axis=0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix by eigendecomposition.
+
+    Rounding can leave eigenvalues of a PSD matrix slightly negative; they are clamped to 0.
+    """
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_from_stats(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """Frechet distance between N(mu1, s1) and N(mu2, s2):
+
+        |mu1 - mu2|^2 + tr(s1) + tr(s2) - 2 tr((s1 s2)^(1/2)).
+
+    The trace term uses tr((s1 s2)^(1/2)) = tr((s1^(1/2) s2 s1^(1/2))^(1/2)), whose argument is
+    symmetric PSD, so both square roots come from symmetric eigendecompositions: no complex parts
+    appear and no ``eps * I`` regulariser is needed for singular covariances (fewer samples than
+    feature dimensions), since zero or slightly negative eigenvalues are clamped to 0 instead.
+    Returns a float >= 0 (rounding below 0 is clamped).
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+        raise ValueError(
+            f"need means [d] and covariances [d, d] of one width, got {mu1.shape}, {s1.shape}, "
+            f"{mu2.shape}, {s2.shape}"
+        )
+    root1 = _psd_sqrt(s1)
+    w = np.linalg.eigvalsh(root1 @ s2 @ root1)
+    trace_sqrt = np.sqrt(np.clip(w, 0.0, None)).sum()
+    distance = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt
+    return max(float(distance), 0.0)
+
+
+def frechet_distance(feats_a: np.ndarray | torch.Tensor, feats_b: np.ndarray | torch.Tensor) -> float:
+    """Frechet distance between Gaussian fits of features ``[n >= 2, d]`` and ``[m >= 2, d]``.
+
+    This is FVD when the features are video features (DESIGN.md section 2, "FVD"). Units are
+    squared feature units; it is biased upwards for small n, so compare values at equal n.
+    """
+    a = _as_matrix(feats_a, "feats_a", min_rows=2)
+    b = _as_matrix(feats_b, "feats_b", min_rows=2)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature widths differ: feats_a has {a.shape[1]}, feats_b has {b.shape[1]}")
+    return frechet_from_stats(*gaussian_stats(a), *gaussian_stats(b))
+
+
+def clip_scores(image_emb: np.ndarray | torch.Tensor, text_emb: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Per-pair CLIP scores ``[n]``: ``100 * max(cos(image_i, text_i), 0)`` for rows ``[n, d]``."""
+    a = _as_matrix(image_emb, "image_emb")
+    b = _as_matrix(text_emb, "text_emb")
+    if a.shape != b.shape:
+        raise ValueError(f"image_emb {a.shape} and text_emb {b.shape} must pair row by row")
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
+    return 100.0 * np.clip(cos, 0.0, None)
+
+
+def clip_score(image_emb: np.ndarray | torch.Tensor, text_emb: np.ndarray | torch.Tensor) -> float:
+    """CLIP score (DESIGN.md section 2): the mean over rows of ``100 * max(cos, 0)``, in [0, 100]."""
+    return float(clip_scores(image_emb, text_emb).mean())
+
+
+def retrieval_top1(
+    image_emb: np.ndarray | torch.Tensor,
+    text_emb: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor | list[int] | None = None,
+) -> tuple[float, float]:
+    """Top-1 caption retrieval: the fraction of images ``[n, d]`` whose own caption ranks first by
+    cosine similarity among all candidate captions ``[m, d]``, and the chance level ``1 / m``.
+
+    ``labels [n]`` gives each image's caption row; None means image i belongs to caption i (m = n).
+    """
+    a = _as_matrix(image_emb, "image_emb")
+    b = _as_matrix(text_emb, "text_emb")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"embedding widths differ: images have {a.shape[1]}, captions {b.shape[1]}")
+    if labels is None:
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"without labels images and captions pair up, got {a.shape[0]} and {b.shape[0]}")
+        labels = np.arange(a.shape[0])
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (a.shape[0],) or labels.min() < 0 or labels.max() >= b.shape[0]:
+        raise ValueError(f"labels must be {a.shape[0]} caption indices in [0, {b.shape[0]}), got {labels}")
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
+    best = np.argmax(a @ b.T, axis=1)
+    return float(np.mean(best == labels)), 1.0 / b.shape[0]
+
+
+def bootstrap_ci(
+    values: np.ndarray | torch.Tensor,
+    generator: torch.Generator,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval ``(low, high)`` of ``statistic`` at confidence ``level``.
+
+    ``values [n, ...]`` are resampled with replacement along axis 0 (indices drawn from
+    ``generator``), ``statistic`` maps a resample to a float: the mean of per-sample scores by
+    default, or e.g. ``lambda f: frechet_distance(f, real_feats)`` for FVD over feature rows.
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    values = np.asarray(values)
+    n = values.shape[0] if values.ndim else 0
+    if n < 2:
+        raise ValueError(f"bootstrap needs at least 2 values, got {n}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    draws = torch.randint(n, (n_boot, n), generator=generator).numpy()
+    stats = np.array([float(statistic(values[idx])) for idx in draws])
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)

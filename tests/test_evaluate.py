@@ -1,0 +1,214 @@
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from streamdit.config import EvalConfig, window_offsets
+from streamdit.data import ObjectSpec, SceneSpec, canonical_caption
+from streamdit.evaluate import (
+    evaluate_model,
+    frame_scores,
+    frames_to_reach,
+    quality_over_time,
+    render_videos,
+    switch_responsiveness,
+    switch_streams,
+    write_report,
+)
+from streamdit.evaluators import (
+    ClipConfig,
+    FeatureExtractor,
+    VideoEncoder,
+    VideoEncoderConfig,
+    build_clip,
+    own_clip_scorer,
+    world_feature_extractor,
+)
+from streamdit.model import ModelConfig, build_model
+from streamdit.schedule import Scheme
+from streamdit.text import TextEmbedding
+
+
+def test_window_offsets():
+    assert window_offsets(64, 16, 16) == [0, 16, 32, 48]
+    assert window_offsets(40, 16, 16) == [0, 16]
+    assert window_offsets(16, 16, 5) == [0]
+    with pytest.raises(ValueError, match="long_frames >= clip_frames"):
+        window_offsets(8, 16, 4)
+
+
+def test_eval_config_validation():
+    assert EvalConfig(long_frames=48, window_every=16).offsets == [0, 16, 32]
+    with pytest.raises(ValueError, match="switch_pairs"):
+        EvalConfig(prompts=4, switch_pairs=4)
+    with pytest.raises(ValueError, match="long_frames"):
+        EvalConfig(long_frames=8)
+    with pytest.raises(ValueError, match="scheme"):
+        EvalConfig(schemes=[[0, 2, 4]])
+
+
+def test_frames_to_reach_counts_the_first_hit_and_censors_misses():
+    scores = torch.tensor([[1.0, 5.0, 9.0, 9.5], [8.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    frames, reached = frames_to_reach(scores, torch.tensor([9.0, 7.0, 10.0]))
+    assert frames.tolist() == [2, 0, 4] and reached.tolist() == [True, True, False]
+
+
+def test_switch_responsiveness_summary():
+    scores_b = torch.tensor([[0.0, 10.0, 20.0], [0.0, 0.0, 5.0]])
+    result = switch_responsiveness(scores_b, steady_b=torch.tensor([20.0, 40.0]), threshold=0.9)
+    # targets 18 and 36: row 0 reaches at frame 2, row 1 never (counts as 3)
+    assert result["frames_mean"] == pytest.approx(2.5)
+    assert result["reached_fraction"] == pytest.approx(0.5)
+    assert result["relative_curve"] == pytest.approx([0.0, 0.25, 0.5625])
+
+
+def mean_frame_features():
+    """Features = the mean pixel value of each frame, so FVD compares per-frame brightness."""
+    return FeatureExtractor("test", lambda x: x.mean(dim=(2, 3, 4)))
+
+
+def test_quality_over_time_sees_drift_only_in_late_windows():
+    torch.manual_seed(0)
+    real = torch.randn(6, 12, 1, 2, 2)
+    generated = real.clone()
+    generated[:, 8:] += 1.0  # the stream drifts after frame 8
+    scores = torch.arange(12.0).expand(6, 12)
+    rows = quality_over_time(generated, real, scores, [0, 4, 8], 4, mean_frame_features())
+    assert [r["offset"] for r in rows] == [0, 4, 8]
+    assert rows[0]["fvd"] == pytest.approx(0.0, abs=1e-9) and rows[1]["fvd"] == pytest.approx(0.0, abs=1e-9)
+    assert rows[2]["fvd"] == pytest.approx(4.0)  # 4 features, each mean moved by 1
+    assert [r["clip_score"] for r in rows] == pytest.approx([1.5, 5.5, 9.5])
+    with pytest.raises(ValueError, match="overruns"):
+        quality_over_time(generated, real, scores, [10], 4, mean_frame_features())
+
+
+class ConstantTargetModel(nn.Module):
+    """Exact flow-matching velocity towards a clean frame whose every pixel is the caption's pooled[0]."""
+
+    def __init__(self, frames=8):
+        super().__init__()
+        self.cfg = ModelConfig(frames=frames, resolution=4, channels=1, patch=2, dim=16, depth=1, heads=1)
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, levels, tokens, mask, pooled):
+        target = pooled[:, 0].view(-1, 1, 1, 1, 1)
+        return (x - target) / levels.clamp_min(1e-6)[..., None, None, None]
+
+    def null_text(self, batch):
+        return torch.zeros(batch, 1, 4), torch.ones(batch, 1, dtype=torch.bool), torch.zeros(batch, 4)
+
+
+def constant_text(values):
+    n = len(values)
+    pooled = torch.tensor(values, dtype=torch.float32)[:, None].expand(n, 4).contiguous()
+    return TextEmbedding(torch.ones(n, 2, 4), torch.ones(n, 2, dtype=torch.bool), pooled)
+
+
+def test_switch_streams_follow_the_new_prompt_from_the_next_chunk():
+    scheme = Scheme(K=0, N=2, c=4, s=2)
+    frames, switch_at = switch_streams(
+        ConstantTargetModel(),
+        scheme,
+        constant_text([0.5, -0.5]),
+        constant_text([-0.25, 0.75]),
+        switch_frame=6,
+        after=8,
+        cfg_scale=1.0,
+        shift=1.0,
+        seed=0,
+    )
+    assert switch_at == 8  # 6 frames rounded up to whole chunks of 4
+    assert frames.shape == (2, 16, 1, 4, 4)
+    # an exact velocity lands every frame on the target of the text in effect at its last step
+    torch.testing.assert_close(
+        frames[:, :8], torch.tensor([0.5, -0.5]).view(2, 1, 1, 1, 1).expand(2, 8, 1, 4, 4)
+    )
+    torch.testing.assert_close(
+        frames[:, 8:], torch.tensor([-0.25, 0.75]).view(2, 1, 1, 1, 1).expand(2, 8, 1, 4, 4)
+    )
+
+
+def fake_text_encoder(dim):
+    def encode(captions):
+        g = torch.Generator().manual_seed(len(captions))
+        tokens = torch.randn(len(captions), 3, dim, generator=g)
+        return TextEmbedding(tokens, torch.ones(len(captions), 3, dtype=torch.bool), tokens.mean(1))
+
+    return encode
+
+
+def scenes(count, background):
+    colours = ("red", "green", "blue", "white", "cyan", "magenta")
+    return [
+        SceneSpec((ObjectSpec("circle", colours[i % 6], "small", "right", 0.1 * i, 0.5, 0.04),), background)
+        for i in range(count)
+    ]
+
+
+def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
+    torch.manual_seed(0)
+    tiny = ModelConfig(frames=8, resolution=16, dim=16, depth=1, heads=1, text_dim=8, window=(4, 4, 4))
+    model = build_model(tiny).eval()
+    ecfg = EvalConfig(
+        prompts=3,
+        long_frames=20,
+        window_every=4,
+        batch_size=2,
+        schemes=[[0, 4, 2, 2], [0, 8, 1, 1]],
+        switch_pairs=2,
+        switch_frame=4,
+        switch_after=4,
+        latency_frames=4,
+        latency_warmup_frames=0,
+        latency_repeats=1,
+    )
+    encoder = VideoEncoder(VideoEncoderConfig(resolution=16, widths=(8, 8, 8), feature_dim=4))
+    features = world_feature_extractor(encoder)
+    clip_cfg = ClipConfig(
+        image_size=16, embed_dim=8, vision_width=16, vision_layers=1, text_width=16, text_layers=1, heads=2
+    )
+    scorer = own_clip_scorer(build_clip(clip_cfg), clip_cfg)
+    test_scenes = scenes(3, "black")
+    metrics = evaluate_model(
+        model,
+        fake_text_encoder(8),
+        test_scenes,
+        scenes(4, "grey"),
+        ecfg,
+        features,
+        scorer,
+        shift=1.0,
+        device="cpu",
+        clip_model_name="tiny untrained",
+    )
+    assert metrics["features"] == "world-video-encoder" and metrics["prompts"] == 3
+    assert [w["offset"] for w in metrics["real"]["windows"]] == [0, 4]
+    assert set(metrics["schemes"]) == {"K0-N4-c2-s2", "K0-N8-c1-s1"}
+    real = render_videos(test_scenes, 16, 16)
+    expected_real = frame_scores(scorer, real, [canonical_caption(s) for s in test_scenes]).mean()
+    assert metrics["real"]["clip_score"] == pytest.approx(float(expected_real), rel=1e-5)
+    for scheme in ecfg.parsed_schemes:
+        m = metrics["schemes"][str(scheme)]
+        assert m["finite"] and math.isfinite(m["fvd"]) and m["fvd"] >= 0
+        real_clip = metrics["real"]["clip_score"]
+        assert m["clip_score_ratio"] == (
+            pytest.approx(m["clip_score"] / real_clip) if real_clip > 0 else None
+        )
+        assert m["switch"]["pairs"] == 2 and len(m["switch"]["relative_curve"]) == 4
+        assert m["switch"]["switch_at"] == 4  # both chunk sizes (2 and 1) divide the switch frame
+        # s / c = 1 call per frame in the steady stream, and guidance (cfg 3) runs 2 passes per call
+        assert m["latency"]["calls_per_frame"] == pytest.approx(1.0)
+        assert m["latency"]["nfe_per_frame"] == pytest.approx(2.0)
+
+    md, table = write_report(metrics, tmp_path)
+    rows = list(csv.DictReader(open(table)))
+    assert [r["method"] for r in rows] == [
+        "real data (floor)",
+        "StreamDiT K0-N4-c2-s2",
+        "StreamDiT K0-N8-c1-s1",
+    ]
+    assert float(rows[1]["fvd"]) == pytest.approx(metrics["schemes"]["K0-N4-c2-s2"]["fvd"])
+    text = md.read_text()
+    assert "world-video-encoder" in text and "tiny untrained" in text and text.count("\n| ") == 4

@@ -1,0 +1,118 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from streamdit.metrics import (
+    bootstrap_ci,
+    clip_score,
+    clip_scores,
+    frechet_distance,
+    frechet_from_stats,
+    gaussian_stats,
+    retrieval_top1,
+)
+
+
+def reference_frechet(mu1, s1, mu2, s2):
+    """An independent route: tr((s1 s2)^(1/2)) from the eigenvalues of the (non-symmetric) product,
+    which are real and >= 0 for PSD s1, s2, so the trace of the root is the sum of their roots."""
+    eig = np.linalg.eigvals(s1 @ s2)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig.real.clip(0)).sum())
+
+
+def random_covariance(rng, d):
+    a = rng.standard_normal((d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def test_diagonal_gaussians_match_the_closed_form():
+    mu1, mu2 = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.5])
+    v1, v2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    # = (1 + 0 + 6.25) + (1 + 9 - 6) + (4 + 1 - 4) + 0 = 12.25
+    assert expected == pytest.approx(12.25)
+    assert frechet_from_stats(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(12.25, rel=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 7, 32])
+def test_full_covariances_match_an_independent_computation(d):
+    rng = np.random.default_rng(d)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    s1, s2 = random_covariance(rng, d), random_covariance(rng, d)
+    assert frechet_from_stats(mu1, s1, mu2, s2) == pytest.approx(
+        reference_frechet(mu1, s1, mu2, s2), rel=1e-6
+    )
+
+
+def test_frechet_distance_of_samples_uses_their_gaussian_fits():
+    gen = np.random.default_rng(0)
+    a = gen.standard_normal((50, 4)) @ gen.standard_normal((4, 4))
+    b = 2 + gen.standard_normal((40, 4))
+    mu_a, s_a = a.mean(0), np.cov(a, rowvar=False)
+    mu_b, s_b = b.mean(0), np.cov(b, rowvar=False)
+    expected = reference_frechet(mu_a, s_a, mu_b, s_b)
+    assert frechet_distance(a, torch.from_numpy(b).float()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_identical_sets_give_zero_even_when_covariances_are_singular():
+    feats = np.random.default_rng(1).standard_normal((10, 64))  # rank 9 covariance in 64 dims
+    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-8)
+    shifted = feats + 3.0
+    assert frechet_distance(feats, shifted) == pytest.approx(64 * 9.0, rel=1e-8)
+
+
+def test_gaussian_stats_shapes_and_unbiased_covariance():
+    mu, sigma = gaussian_stats(np.array([[0.0, 1.0], [2.0, 3.0]]))
+    np.testing.assert_allclose(mu, [1.0, 2.0])
+    np.testing.assert_allclose(sigma, [[2.0, 2.0], [2.0, 2.0]])
+
+
+def test_frechet_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="widths differ"):
+        frechet_distance(np.zeros((4, 3)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="matrix"):
+        frechet_distance(np.zeros(4), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="non-finite"):
+        frechet_distance(np.full((4, 2), np.nan), np.zeros((5, 2)))
+
+
+def test_clip_score_is_100_cos_clamped_at_zero():
+    images = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    texts = np.array([[1.0, 1.0], [-1.0, 0.0], [0.0, 5.0]])
+    np.testing.assert_allclose(clip_scores(images, texts), [100 / math.sqrt(2), 0.0, 100.0])
+    assert clip_score(images, texts) == pytest.approx((100 / math.sqrt(2) + 100) / 3)
+
+
+def test_retrieval_counts_own_caption_first_and_reports_chance():
+    captions = np.eye(4)[:3]  # three orthogonal caption embeddings in 4 dims
+    images = np.array([[1.0, 0.1, 0, 0], [0, 0.2, 1.0, 0], [0, 1.0, 0.5, 0], [0.9, 0, 0, 0.1]])
+    labels = [0, 2, 1, 1]  # the last image points at caption 0, not its own caption 1
+    top1, chance = retrieval_top1(images, captions, labels)
+    assert top1 == pytest.approx(0.75) and chance == pytest.approx(1 / 3)
+    assert retrieval_top1(np.eye(3), 2 * np.eye(3)) == (1.0, pytest.approx(1 / 3))
+    with pytest.raises(ValueError, match="labels"):
+        retrieval_top1(images, captions, [0, 1, 2, 3])
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
+    values = np.random.default_rng(3).standard_normal(400) + 5.0
+    low, high = bootstrap_ci(values, torch.Generator().manual_seed(0), n_boot=500)
+    assert low < values.mean() < high
+    # the standard error is about 1/sqrt(400) = 0.05, so the 95% interval spans about 0.2
+    assert 0.12 < high - low < 0.28
+    again = bootstrap_ci(values, torch.Generator().manual_seed(0), n_boot=500)
+    assert again == (low, high)
+
+
+def test_bootstrap_accepts_a_statistic_over_feature_rows():
+    feats = np.random.default_rng(4).standard_normal((30, 3))
+    low, high = bootstrap_ci(
+        feats, torch.Generator().manual_seed(1), n_boot=50, statistic=lambda f: frechet_distance(f, feats)
+    )
+    assert 0.0 <= low <= high
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_ci(feats, torch.Generator(), level=1.5)
