@@ -16,6 +16,7 @@ from streamdit.evaluate import (
     switch_responsiveness,
     switch_streams,
     write_report,
+    write_teacher_vs_student,
 )
 from streamdit.evaluators import (
     ClipConfig,
@@ -212,3 +213,40 @@ def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
     assert float(rows[1]["fvd"]) == pytest.approx(metrics["schemes"]["K0-N4-c2-s2"]["fvd"])
     text = md.read_text()
     assert "world-video-encoder" in text and "tiny untrained" in text and text.count("\n| ") == 4
+
+
+def fake_eval_metrics(fvd, fps, nfe, cfg_scale, scheme):
+    """A minimal ``evaluate_model`` dict with one scheme, for the report writers."""
+    window = {"offset": 0, "fvd": fvd, "clip_score": 20.0}
+    latency = {
+        "ttff_s": {"median": 0.5},
+        "frame_latency_s": {"median": 1 / fps, "p95": 1.2 / fps},
+        "frames_per_second": fps,
+        "nfe_per_frame": nfe,
+    }
+    scheme_metrics = {
+        "fvd": fvd,
+        "clip_score": 20.0,
+        "clip_score_ratio": 0.8,
+        "windows": [window],
+        "switch": {"frames_mean": 3.0, "reached_fraction": 1.0},
+        "latency": latency,
+    }
+    return {
+        "features": "world-video-encoder",
+        "clip_model": "world-clip",
+        "cfg_scale": cfg_scale,
+        "real": {"fvd_floor": 0.1, "clip_score": 25.0, "windows": [{"offset": 0, "fvd": 0.1}]},
+        "schemes": {scheme: scheme_metrics},
+    }
+
+
+def test_teacher_vs_student_report_states_the_gaps(tmp_path):
+    teacher = fake_eval_metrics(fvd=2.0, fps=10.0, nfe=4.0, cfg_scale=3.0, scheme="K0-N2-c4-s8")
+    student = fake_eval_metrics(fvd=2.5, fps=80.0, nfe=0.25, cfg_scale=1.0, scheme="K0-N2-c4-s1")
+    distill = {"steps": 200, "teacher_scheme": "K0-N2-c4-s8", "student_scheme": "K0-N2-c4-s1"}
+    md, table = write_teacher_vs_student(teacher, student, distill, tmp_path)
+    rows = list(csv.DictReader(open(table)))
+    assert [r["method"] for r in rows] == ["real data (floor)", "teacher K0-N2-c4-s8", "student K0-N2-c4-s1"]
+    text = md.read_text()
+    assert "falls 16.0x" in text and "rise 8.0x" in text and "+25.0%" in text

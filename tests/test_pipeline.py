@@ -57,6 +57,7 @@ def test_dag_chains_data_train_sample(smoke_repo):
     dot = run(["dvc", "dag", "--dot"], repo, env)
     edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
     assert {("data.dvc", "data"), ("data", "train"), ("train", "sample")} <= edges
+    assert {("train", "distill"), ("evaluators", "evaluate"), ("distill", "evaluate_student")} <= edges
 
 
 def test_repro_twice_runs_nothing(smoke_repo):
@@ -81,3 +82,22 @@ def test_stages_write_metrics_and_figures(smoke_repo):
     ):
         assert (repo / figure).stat().st_size > 1000
     assert (repo / "samples/streamdit/stream_0.mp4").stat().st_size > 0
+
+
+def test_evaluation_and_distillation_metrics(smoke_repo):
+    repo, _ = smoke_repo
+    evaluators = json.loads((repo / "metrics/evaluators.json").read_text())
+    assert 0 <= evaluators["clip"]["test_retrieval"]["top1"] <= 1
+    teacher = json.loads((repo / "metrics/evaluate.json").read_text())
+    student = json.loads((repo / "metrics/evaluate_student.json").read_text())
+    assert set(teacher["schemes"]) == {"K0-N2-c4-s8"} and set(student["schemes"]) == {"K0-N2-c4-s1"}
+    for metrics in (teacher, student):
+        for m in metrics["schemes"].values():
+            assert math.isfinite(m["fvd"]) and m["latency"]["frames_per_second"] > 0
+    assert math.isfinite(teacher["real"]["fvd_floor"])
+    # guided teacher (4, 8): 2 calls per frame x 2 passes; unguided student (4, 1): 1 call per 4 frames
+    assert teacher["schemes"]["K0-N2-c4-s8"]["latency"]["nfe_per_frame"] == 4.0
+    assert student["schemes"]["K0-N2-c4-s1"]["latency"]["nfe_per_frame"] == 0.25
+    distill = json.loads((repo / "metrics/distill.json").read_text())
+    assert distill["distill"]["nfe_reduction"] == 16.0
+    assert "Student FVD is" in (repo / "reports/distill_evaluation/teacher_vs_student.md").read_text()

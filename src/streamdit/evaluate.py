@@ -313,8 +313,9 @@ REPORT_COLUMNS = (
 )
 
 
-def report_rows(metrics: dict) -> list[dict]:
-    """One table row for the real-data floor and one per evaluated scheme, from ``evaluate_model``'s dict."""
+def report_rows(metrics: dict, label: str = "StreamDiT", floor: bool = True) -> list[dict]:
+    """Table rows from ``evaluate_model``'s dict: the real-data floor (if ``floor``) and one row per
+    evaluated scheme, named ``"{label} {scheme}"``."""
     real = metrics["real"]
     rows = [
         {
@@ -324,12 +325,12 @@ def report_rows(metrics: dict) -> list[dict]:
             "clip_ratio": 1.0,
             "fvd_last_window": real["windows"][-1]["fvd"],
         }
-    ]
+    ][: int(floor)]
     for name, m in metrics["schemes"].items():
         lat = m["latency"]
         rows.append(
             {
-                "method": f"StreamDiT {name}",
+                "method": f"{label} {name}",
                 "fvd": m["fvd"],
                 "clip_score": m["clip_score"],
                 "clip_ratio": m["clip_score_ratio"],
@@ -352,18 +353,32 @@ def _cell(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def write_report(metrics: dict, report_dir: str | Path, name: str = "evaluation") -> tuple[Path, Path]:
-    """Write ``{name}.md`` and ``{name}.csv`` into ``report_dir`` from the metrics dict alone."""
+def write_table(
+    rows: list[dict], report_dir: str | Path, name: str, preamble: list[str]
+) -> tuple[Path, Path]:
+    """Write rows of ``REPORT_COLUMNS`` as ``{name}.csv`` and as a markdown table after ``preamble``."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    rows = report_rows(metrics)
     csv_path = report_dir / f"{name}.csv"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    lines = preamble + [
+        "",
+        "| " + " | ".join(REPORT_COLUMNS) + " |",
+        "|" + "---|" * len(REPORT_COLUMNS),
+    ]
+    lines += ["| " + " | ".join(_cell(row[col]) for col in REPORT_COLUMNS) + " |" for row in rows]
+    md_path = report_dir / f"{name}.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    return md_path, csv_path
+
+
+def write_report(metrics: dict, report_dir: str | Path, name: str = "evaluation") -> tuple[Path, Path]:
+    """Write ``{name}.md`` and ``{name}.csv`` into ``report_dir`` from the metrics dict alone."""
     last = metrics["real"]["windows"][-1]["offset"]
-    lines = [
+    preamble = [
         "# Evaluation: StreamDiT against the real world",
         "",
         f"{metrics['prompts']} test prompts (canonical captions), clips of {metrics['clip_frames']} frames, "
@@ -374,11 +389,29 @@ def write_report(metrics: dict, report_dir: str | Path, name: str = "evaluation"
         f"{metrics['long_frames']}-frame streams (drift); `switch_frames` counts frames after a prompt "
         "switch until the new prompt's CLIP score reaches the threshold (`switch_reached`: fraction of "
         "pairs that got there). Latency is for one stream on the evaluation device.",
-        "",
-        "| " + " | ".join(REPORT_COLUMNS) + " |",
-        "|" + "---|" * len(REPORT_COLUMNS),
     ]
-    lines += ["| " + " | ".join(_cell(row[col]) for col in REPORT_COLUMNS) + " |" for row in rows]
-    md_path = report_dir / f"{name}.md"
-    md_path.write_text("\n".join(lines) + "\n")
-    return md_path, csv_path
+    return write_table(report_rows(metrics), report_dir, name, preamble)
+
+
+def write_teacher_vs_student(
+    teacher: dict, student: dict, distill: dict, report_dir: str | Path, name: str = "teacher_vs_student"
+) -> tuple[Path, Path]:
+    """The distillation report: floor, teacher and student rows from their evaluations, and the gaps.
+
+    ``teacher`` and ``student`` are ``evaluate_model`` dicts of one scheme each; ``distill`` is the
+    distillation summary (steps, NFE reduction).
+    """
+    rows = report_rows(teacher, "teacher") + report_rows(student, "student", floor=False)
+    fvd_t, fvd_s = rows[1]["fvd"], rows[2]["fvd"]
+    fps_t, fps_s = rows[1]["fps"], rows[2]["fps"]
+    preamble = [
+        "# Distillation: teacher against student",
+        "",
+        f"The student was distilled for {distill['steps']} steps from the teacher's scheme "
+        f"{distill['teacher_scheme']} (guidance {teacher['cfg_scale']}) into {distill['student_scheme']} "
+        f"without guidance. NFE per frame falls {rows[1]['nfe_per_frame'] / rows[2]['nfe_per_frame']:.1f}x; "
+        f"frames/s rise {fps_s / fps_t:.1f}x. Student FVD is {100 * (fvd_s / fvd_t - 1):+.1f}% "
+        f"relative to the teacher's (DESIGN.md target: within +15%). Same prompts, evaluators and real "
+        f"clips as the main evaluation ({teacher['features']} features, {teacher['clip_model']}).",
+    ]
+    return write_table(rows, report_dir, name, preamble)

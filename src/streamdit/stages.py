@@ -6,6 +6,7 @@ of metrics that the notebook stores as JSON for ``dvc metrics``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from streamdit.config import Config, DistillConfig, resolve_device
 from streamdit.data import SPLITS, WorldClips, check_pinned, render
 from streamdit.distill import nfe_per_frame, student_scheme
-from streamdit.evaluate import evaluate_model, write_report
+from streamdit.evaluate import evaluate_model, write_report, write_teacher_vs_student
 from streamdit.evaluators import (
     load_clip,
     load_i3d_torchscript,
@@ -227,15 +228,26 @@ def train_evaluators(
 
 
 def evaluate_streamdit(
-    cfg: Config, model_path: str | Path, evaluators_dir: str | Path, report_dir: str | Path, progress=False
+    cfg: Config,
+    model_path: str | Path,
+    evaluators_dir: str | Path,
+    report_dir: str | Path,
+    progress=False,
+    distilled: bool = False,
 ) -> dict:
     """Evaluate a trained StreamDiT against the real world (``streamdit.evaluate``).
 
     FVD uses I3D when ``evaluate.i3d_path`` is set, else the trained world video encoder; CLIP
-    scores use ``evaluate.clip_checkpoint`` when set, else the trained world CLIP. Writes
-    ``evaluation.md`` / ``.csv`` and figures to ``report_dir`` and returns the metrics dict.
+    scores use ``evaluate.clip_checkpoint`` when set, else the trained world CLIP. A ``distilled``
+    student runs the student scheme of ``distill.teacher`` without guidance instead of
+    ``evaluate.schemes``. Writes ``evaluation.md`` / ``.csv`` and figures to ``report_dir`` and
+    returns the metrics dict.
     """
     ecfg, evaluators_dir, report_dir = cfg.evaluate, Path(evaluators_dir), Path(report_dir)
+    if distilled:
+        ecfg = dataclasses.replace(
+            ecfg, schemes=[dataclasses.astuple(student_scheme(cfg.distill.teacher_scheme))], cfg_scale=1.0
+        )
     device = resolve_device(cfg.sample.device)
     model, _ = load_model(model_path, device)
     if ecfg.i3d_path:
@@ -270,3 +282,14 @@ def evaluate_streamdit(
     plot_quality_over_time(metrics, report_dir / "quality_over_time.png")
     plot_latency(metrics, report_dir / "latency.png")
     return metrics
+
+
+def compare_teacher_student(
+    teacher_metrics_file: str | Path, student_metrics: dict, distill_metrics_file: str | Path, report_dir
+) -> Path:
+    """Write the teacher-vs-student table from the teacher's evaluation JSON, the student's metrics
+    and the distillation JSON; returns the markdown file."""
+    teacher = json.loads(Path(teacher_metrics_file).read_text())
+    distill = json.loads(Path(distill_metrics_file).read_text())["distill"]
+    md_path, _ = write_teacher_vs_student(teacher, student_metrics, distill, report_dir)
+    return md_path
