@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 from test_model import _trained_like as perturbed_model  # zero-init layers perturbed: non-zero velocity
 from test_sampling import FakeModel, oracle_towards, text
 
 from streamdit.config import DistillConfig, load_config
-from streamdit.data import WorldConfig, generate_dataset
 from streamdit.distill import (
     distill,
     distill_key,
@@ -149,36 +149,11 @@ def test_student_stream_emits_a_chunk_every_call():
     assert sampler.emitted == len(emitted_at) * student.c
 
 
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    generate_dataset(
-        WorldConfig(resolution=16, frames_per_clip=8, n_train=12, n_val=2, n_test=2, n_heldout=2), root
-    )
-    return root
-
-
 @pytest.fixture
 def tiny_setup(tiny_world, tmp_path, monkeypatch):
     """A config for the tiny world and a (perturbed, untrained) teacher file in train.py's format."""
     monkeypatch.chdir(tmp_path)  # the text cache and nothing else land in the test's folder
-    cfg = load_config(
-        PARAMS,
-        "smoke",
-        {
-            "data_dir": str(tiny_world),
-            "data": {
-                "resolution": 16,
-                "frames_per_clip": 8,
-                "n_train": 12,
-                "n_val": 2,
-                "n_test": 2,
-                "n_heldout": 2,
-            },
-            "model": {"resolution": 16, "dim": 32, "depth": 1, "heads": 2},
-            "evaluate": {"clip_frames": 8},
-        },
-    )
+    cfg = load_config(PARAMS, "smoke", tiny_overrides(tiny_world))
     teacher_path = tmp_path / "teacher.pt"
     save_model(teacher_path, perturbed_model(cfg.model), cfg.to_dict())
     dcfg = DistillConfig(

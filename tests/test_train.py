@@ -2,45 +2,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from streamdit.config import load_config
-from streamdit.data import WorldConfig, generate_dataset
 from streamdit.train import CHECKPOINT, load_model, loss_history, lr_at, run_key, train, update_ema
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
-
-
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    generate_dataset(
-        WorldConfig(resolution=16, frames_per_clip=8, n_train=12, n_val=2, n_test=2, n_heldout=2), root
-    )
-    return root
-
-
-def tiny_overrides(world, **train):
-    return {
-        "data_dir": str(world),
-        "data": {
-            "resolution": 16,
-            "frames_per_clip": 8,
-            "n_train": 12,
-            "n_val": 2,
-            "n_test": 2,
-            "n_heldout": 2,
-        },
-        "model": {"resolution": 16, "dim": 32, "depth": 1, "heads": 2},
-        "evaluate": {"clip_frames": 8},
-        "train": {
-            "steps": 6,
-            "batch_size": 3,
-            "warmup_steps": 2,
-            "checkpoint_every": 3,
-            "log_every": 2,
-            **train,
-        },
-    }
 
 
 def tiny_config(world, **train):
