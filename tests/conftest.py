@@ -1,4 +1,11 @@
-"""Shared test fixtures: a tiny generated world and the config overrides that fit it."""
+"""Shared test fixtures: a tiny generated world, the config overrides that fit it, a real kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +44,15 @@ def tiny_overrides(world, **train):
             **train,
         },
     }
+
+
+def kill_when_checkpointed(script: str, args: list[str], checkpoint: Path, timeout: float = 120) -> None:
+    """Run ``python -c script *args`` in a child process and SIGKILL it once ``checkpoint`` exists."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    child = subprocess.Popen([sys.executable, "-c", script, *args], env=env)
+    deadline = time.time() + timeout
+    while not checkpoint.exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert checkpoint.exists(), f"the child never wrote {checkpoint}"

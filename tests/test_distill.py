@@ -1,8 +1,10 @@
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import kill_when_checkpointed, tiny_overrides
 from test_model import _trained_like as perturbed_model  # zero-init layers perturbed: non-zero velocity
 from test_sampling import FakeModel, oracle_towards, text
 
@@ -218,3 +220,34 @@ def test_a_new_teacher_never_resumes_an_old_student(tiny_setup, tmp_path):
     before = distill_key(cfg, dcfg, teacher_path)
     save_model(teacher_path, perturbed_model(cfg.model, seed=1), cfg.to_dict())
     assert distill_key(cfg, dcfg, teacher_path) != before
+
+
+def test_sigkill_mid_distillation_resumes_to_the_same_student(tiny_world, tiny_setup, tmp_path):
+    cfg, dcfg, teacher_path = tiny_setup
+    dcfg = dataclasses.replace(dcfg, steps=12, checkpoint_every=2)
+    script = (
+        "import json, sys; from streamdit.config import DistillConfig, load_config; "
+        "from streamdit.distill import distill; "
+        f"cfg = load_config({str(PARAMS)!r}, 'smoke', json.loads(sys.argv[1])); "
+        "distill(cfg, DistillConfig(**json.loads(sys.argv[2])), sys.argv[3], sys.argv[4], "
+        "work_root=sys.argv[5], progress=False)"
+    )
+    ckpt = tmp_path / "killed" / distill_key(cfg, dcfg, teacher_path) / CHECKPOINT
+    args = [json.dumps(tiny_overrides(tiny_world)), json.dumps(dataclasses.asdict(dcfg)), str(teacher_path)]
+    kill_when_checkpointed(script, [*args, str(tmp_path / "k.pt"), str(tmp_path / "killed")], ckpt)
+    assert 0 < torch.load(ckpt, weights_only=False)["step"] < 12 and not (tmp_path / "k.pt").exists()
+    distill(cfg, dcfg, teacher_path, tmp_path / "k.pt", work_root=tmp_path / "killed", progress=False)
+    distill(cfg, dcfg, teacher_path, tmp_path / "s.pt", work_root=tmp_path / "straight", progress=False)
+    a, b = torch.load(tmp_path / "k.pt")["ema"], torch.load(tmp_path / "s.pt")["ema"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_distillation_loss_stops_with_the_last_checkpoint_kept(tiny_setup, tmp_path):
+    cfg, dcfg, teacher_path = tiny_setup
+    dcfg = dataclasses.replace(dcfg, lr=1e30, grad_clip=1e30, warmup_steps=0, checkpoint_every=1, steps=20)
+    with pytest.raises(FloatingPointError, match="last good checkpoint is kept"):
+        distill(cfg, dcfg, teacher_path, tmp_path / "m.pt", work_root=tmp_path / "runs", progress=False)
+    state = torch.load(
+        tmp_path / "runs" / distill_key(cfg, dcfg, teacher_path) / CHECKPOINT, weights_only=False
+    )
+    assert all(torch.isfinite(p).all() for p in state["model"].values())

@@ -148,7 +148,8 @@ def scenes(count, background):
     ]
 
 
-def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
+def tiny_evaluation():
+    """evaluate_model on a tiny untrained StreamDiT and evaluators: (metrics, ecfg, scorer, scenes)."""
     torch.manual_seed(0)
     tiny = ModelConfig(frames=8, resolution=16, dim=16, depth=1, heads=1, text_dim=8, window=(4, 4, 4))
     model = build_model(tiny).eval()
@@ -184,6 +185,11 @@ def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
         device="cpu",
         clip_model_name="tiny untrained",
     )
+    return metrics, ecfg, scorer, test_scenes
+
+
+def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
+    metrics, ecfg, scorer, test_scenes = tiny_evaluation()
     assert metrics["features"] == "world-video-encoder" and metrics["prompts"] == 3
     assert [w["offset"] for w in metrics["real"]["windows"]] == [0, 4]
     assert set(metrics["schemes"]) == {"K0-N4-c2-s2", "K0-N8-c1-s1"}
@@ -250,3 +256,16 @@ def test_teacher_vs_student_report_states_the_gaps(tmp_path):
     assert [r["method"] for r in rows] == ["real data (floor)", "teacher K0-N2-c4-s8", "student K0-N2-c4-s1"]
     text = md.read_text()
     assert "falls 16.0x" in text and "rise 8.0x" in text and "+25.0%" in text
+
+
+def test_same_seeds_give_the_same_metrics():
+    def quality(metrics):
+        """Everything but wall-clock latency."""
+        return {
+            "real": metrics["real"],
+            "schemes": {
+                name: {k: v for k, v in m.items() if k != "latency"} for name, m in metrics["schemes"].items()
+            },
+        }
+
+    assert quality(tiny_evaluation()[0]) == quality(tiny_evaluation()[0])

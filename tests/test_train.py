@@ -1,8 +1,9 @@
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import kill_when_checkpointed, tiny_overrides
 
 from streamdit.config import load_config
 from streamdit.train import CHECKPOINT, load_model, loss_history, lr_at, run_key, train, update_ema
@@ -89,13 +90,6 @@ def test_non_finite_loss_stops_with_the_last_checkpoint_kept(tiny_world, tmp_pat
 
 def test_sigkill_mid_run_resumes_to_the_same_weights(tiny_world, tmp_path):
     """A real kill: the trainer runs in a child process that gets SIGKILL once a checkpoint exists."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     overrides = tiny_overrides(tiny_world, steps=16, checkpoint_every=2)
     cfg = load_config(PARAMS, "smoke", overrides)
     script = (
@@ -104,24 +98,9 @@ def test_sigkill_mid_run_resumes_to_the_same_weights(tiny_world, tmp_path):
         "work_root=sys.argv[3], progress=False)"
     )
     ckpt = tmp_path / "killed" / run_key(cfg) / CHECKPOINT
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            script,
-            json.dumps(overrides),
-            str(tmp_path / "k.pt"),
-            str(tmp_path / "killed"),
-        ],
-        env=env,
+    kill_when_checkpointed(
+        script, [json.dumps(overrides), str(tmp_path / "k.pt"), str(tmp_path / "killed")], ckpt
     )
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    assert ckpt.exists(), "the child never wrote a checkpoint"
     killed_at = torch.load(ckpt, weights_only=False)["step"]
     assert 0 < killed_at < 16 and not (tmp_path / "k.pt").exists()
 
