@@ -66,6 +66,18 @@ def cat(embeddings: list[TextEmbedding]) -> TextEmbedding:
     )
 
 
+def check_caption(caption: object) -> str:
+    """Return ``caption`` if it is a usable prompt; raise ValueError saying what is wrong otherwise."""
+    if not isinstance(caption, str) or not caption.strip():
+        raise ValueError(f"captions must be non-empty strings, got {caption!r}")
+    if len(caption) > MAX_CAPTION_CHARS:
+        raise ValueError(
+            f"a caption has {len(caption)} characters; at most {MAX_CAPTION_CHARS} are allowed "
+            "(the encoder reads only its first tokens anyway)"
+        )
+    return caption
+
+
 def resolve_encoder_path(name_or_path: str) -> Path:
     """The local model folder for ``"minilm"`` or a path to any Hugging Face encoder folder."""
     if name_or_path == DEFAULT_ENCODER:
@@ -144,13 +156,7 @@ class TextEncoder:
         if isinstance(captions, str):
             raise TypeError("TextEncoder expects a list of captions, not one string")
         for caption in captions:
-            if not isinstance(caption, str) or not caption.strip():
-                raise ValueError(f"captions must be non-empty strings, got {caption!r}")
-            if len(caption) > MAX_CAPTION_CHARS:
-                raise ValueError(
-                    f"a caption has {len(caption)} characters; at most {MAX_CAPTION_CHARS} are allowed "
-                    f"(the encoder reads only the first {self.max_length} tokens anyway)"
-                )
+            check_caption(caption)
         self.warm(captions)
         items = [self._cache[c] for c in captions]
         length = max(tokens.shape[0] for tokens, _ in items)

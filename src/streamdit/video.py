@@ -6,6 +6,7 @@ in [-1, 1], the range the flow model is trained on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -38,33 +39,75 @@ def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     return frames.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8, scale: int = 1) -> Path:
-    """Write uint8 frames `[f, h, w, 3]` to an MP4 file (codec: see `mp4_codec`, pixel format yuv420p).
+class Mp4Writer:
+    """An MP4 file written frame by frame (codec: see `mp4_codec`, pixel format yuv420p), for streams
+    whose length is not known in advance. Use as a context manager; `close` flushes the encoder.
 
-    The frames are upscaled `scale` times (nearest neighbour, since 32-px clips are tiny to look at).
+    Frames are upscaled `scale` times (nearest neighbour, since 32-px clips are tiny to look at).
     yuv420p needs even height and width, so an odd dimension is padded by one row/column that repeats
-    the last one. Returns the written path.
+    the last one. Every frame must have the size of the first.
     """
-    _check_frames(frames)
-    if not isinstance(fps, int) or fps < 1:
-        raise ValueError(f"fps must be an integer >= 1, got {fps!r}")
-    frames = _upscale(frames, scale)
-    _, h, w, _ = frames.shape
-    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(mp4_codec(), rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        if stream.codec_context.name == "libx264":
-            stream.options = {"crf": "12"}
+
+    def __init__(self, path: str | Path, fps: int = 8, scale: int = 1):
+        if not isinstance(fps, int) or fps < 1:
+            raise ValueError(f"fps must be an integer >= 1, got {fps!r}")
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+        self.path, self.fps, self.scale = Path(path), fps, scale
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), mode="w")
+        self.stream = None
+        self.frames = 0
+
+    def _open_stream(self, h: int, w: int) -> None:
+        self.stream = self.container.add_stream(mp4_codec(), rate=self.fps)
+        self.stream.width, self.stream.height = w + w % 2, h + h % 2
+        self.stream.pix_fmt = "yuv420p"
+        if self.stream.codec_context.name == "libx264":
+            self.stream.options = {"crf": "12"}
         else:
-            stream.bit_rate = 4_000_000
+            self.stream.bit_rate = 4_000_000
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 frames `[f, h, w, 3]`."""
+        _check_frames(frames)
+        frames = _upscale(frames, self.scale)
+        _, h, w, _ = frames.shape
+        if self.stream is None:
+            self._open_stream(h, w)
+        elif (w + w % 2, h + h % 2) != (self.stream.width, self.stream.height):
+            raise ValueError(
+                f"frames of {h}x{w} pixels (after scale) do not match the stream's first frames "
+                f"({self.stream.height}x{self.stream.width})"
+            )
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.frames += len(frames)
+
+    def close(self) -> None:
+        """Flush the encoder and close the file (a file with no frame written is an error)."""
+        if self.stream is None:
+            self.container.close()
+            raise ValueError(f"no frame was written to {self.path}")
+        self.container.mux(self.stream.encode())
+        self.container.close()
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.stream is None:
+            self.container.close()  # nothing was written: keep the error that got us here
+        else:
+            self.close()
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8, scale: int = 1) -> Path:
+    """Write uint8 frames `[f, h, w, 3]` to an MP4 file (see `Mp4Writer`). Returns the written path."""
+    with Mp4Writer(path, fps, scale) as writer:
+        writer.write(frames)
+    return writer.path
 
 
 def write_gif(frames: np.ndarray, path: str | Path, fps: int = 8, scale: int = 1) -> Path:
@@ -82,24 +125,31 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: int = 8, scale: int = 1
     return path
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """Decode every frame of a video file (any container/codec FFmpeg reads, GIF included).
+def iter_video(path: str | Path) -> Iterator[np.ndarray]:
+    """Decode a video file (any container/codec FFmpeg reads, GIF included) frame by frame.
 
-    Returns uint8 `[f, h, w, 3]` RGB. A missing, unreadable or empty file raises ValueError naming it.
+    Yields uint8 `[h, w, 3]` RGB frames. A missing, unreadable or empty file raises ValueError naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"cannot read video {path}: no such file")
+    frames = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ValueError(f"cannot read video {path}: it has no video stream")
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            for frame in container.decode(video=0):
+                frames += 1
+                yield frame.to_ndarray(format="rgb24")
     except av.FFmpegError as err:
         raise ValueError(f"cannot read video {path}: {err}") from err
-    if not frames:
+    if frames == 0:
         raise ValueError(f"cannot read video {path}: it contains no decodable frames")
-    return np.stack(frames)
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Decode every frame of a video file (see `iter_video`) to uint8 `[f, h, w, 3]` RGB."""
+    return np.stack(list(iter_video(path)))
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
