@@ -56,3 +56,21 @@ def kill_when_checkpointed(script: str, args: list[str], checkpoint: Path, timeo
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert checkpoint.exists(), f"the child never wrote {checkpoint}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tiny_world, tmp_path_factory):
+    """A model file in train.py's format: the tiny world's model with its zero-initialised layers
+    perturbed enough for the prompt to change the frames clearly, saved with the smoke profile's
+    settings (scheme [0, 2, 4, 8], guidance 3)."""
+    from test_model import _trained_like
+
+    from streamdit.config import load_config
+    from streamdit.train import save_model
+
+    cfg = load_config(
+        Path(__file__).resolve().parents[1] / "params.yaml", "smoke", tiny_overrides(tiny_world)
+    )
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(path, _trained_like(cfg.model, std=0.2), cfg.to_dict())
+    return path

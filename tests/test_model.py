@@ -18,14 +18,14 @@ def _inputs(cfg, batch=2, text_len=5, seed=0):
     return x, levels, tokens, mask, pooled
 
 
-def _trained_like(cfg, seed=0):
+def _trained_like(cfg, seed=0, std=0.05):
     """A model whose zero-initialised layers get small random values, so every path reaches the output."""
     torch.manual_seed(seed)
     model = build_model(cfg)
     with torch.no_grad():
         for p in model.parameters():
             if not p.any():
-                p.normal_(std=0.05)
+                p.normal_(std=std)
     return model.eval()
 
 
