@@ -41,7 +41,8 @@ def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
 
 class Mp4Writer:
     """An MP4 file written frame by frame (codec: see `mp4_codec`, pixel format yuv420p), for streams
-    whose length is not known in advance. Use as a context manager; `close` flushes the encoder.
+    whose length is not known in advance. The file is created by the first `write`; `close` flushes
+    the encoder. Use as a context manager.
 
     Frames are upscaled `scale` times (nearest neighbour, since 32-px clips are tiny to look at).
     yuv420p needs even height and width, so an odd dimension is padded by one row/column that repeats
@@ -54,12 +55,13 @@ class Mp4Writer:
         if not isinstance(scale, int) or scale < 1:
             raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
         self.path, self.fps, self.scale = Path(path), fps, scale
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(self.path), mode="w")
+        self.container = None
         self.stream = None
         self.frames = 0
 
-    def _open_stream(self, h: int, w: int) -> None:
+    def _open(self, h: int, w: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), mode="w")
         self.stream = self.container.add_stream(mp4_codec(), rate=self.fps)
         self.stream.width, self.stream.height = w + w % 2, h + h % 2
         self.stream.pix_fmt = "yuv420p"
@@ -74,7 +76,7 @@ class Mp4Writer:
         frames = _upscale(frames, self.scale)
         _, h, w, _ = frames.shape
         if self.stream is None:
-            self._open_stream(h, w)
+            self._open(h, w)
         elif (w + w % 2, h + h % 2) != (self.stream.width, self.stream.height):
             raise ValueError(
                 f"frames of {h}x{w} pixels (after scale) do not match the stream's first frames "
@@ -86,9 +88,8 @@ class Mp4Writer:
         self.frames += len(frames)
 
     def close(self) -> None:
-        """Flush the encoder and close the file (a file with no frame written is an error)."""
+        """Flush the encoder and close the file (closing before any frame was written is an error)."""
         if self.stream is None:
-            self.container.close()
             raise ValueError(f"no frame was written to {self.path}")
         self.container.mux(self.stream.encode())
         self.container.close()
@@ -97,9 +98,7 @@ class Mp4Writer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and self.stream is None:
-            self.container.close()  # nothing was written: keep the error that got us here
-        else:
+        if exc_type is None or self.stream is not None:  # an error before the first frame: no file
             self.close()
 
 
