@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install data study test lint
+.PHONY: install data study test lint browser
 
 install: $(VENV)/.installed
 
@@ -32,5 +32,12 @@ lint: install
 	ruff format --check .
 	ruff check .
 
-test: lint
+# The web demo's test drives Debian's headless Chromium through chromedriver: install them when missing
+# (CI runs as root on Debian).
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
+test: lint browser
 	$(PY) -m pytest

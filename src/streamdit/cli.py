@@ -268,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     switch.set_defaults(run=run_switch)
 
     serve = commands.add_parser("serve", parents=[model], help="the live web demo on localhost")
-    serve.add_argument("--prompt", default="a red circle moving left", help="the page's first prompt")
+    serve.add_argument(
+        "--prompt", default="a large yellow square moving up on a navy background", help="the first prompt"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-fps", type=float, default=30.0, help="frames per second at most; 0 = no limit")
