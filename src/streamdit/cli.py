@@ -278,11 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: run the command; bad input ends with its message and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        args.run(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"streamdit {args.command}: error: {err}\n")
 
