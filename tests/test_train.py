@@ -59,7 +59,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_world, tmp_path):
 
 
 def test_runs_of_different_configs_never_share_a_checkpoint(tiny_world):
-    assert run_key(tiny_config(tiny_world)) != run_key(tiny_config(tiny_world, lr=2e-3))
+    assert run_key(tiny_config(tiny_world)) != run_key(tiny_config(tiny_world, lr=3e-3))
     assert run_key(tiny_config(tiny_world)) == run_key(tiny_config(tiny_world))
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from streamdit.acceleration import check_compile_mode, check_precision
 from streamdit.data import WorldConfig
 from streamdit.model import PRESETS, ModelConfig
 from streamdit.schedule import Scheme, check_buffer
@@ -84,9 +85,16 @@ class TrainConfig(LoopConfig):
         default_factory=lambda: [[0, 8, 1, 2], [0, 4, 2, 4], [0, 2, 4, 8], [0, 1, 8, 16]]
     )
     scheme_probs: list[float] | None = None
+    precision: str = "fp32"  # or "bf16" autocast of the model (acceleration.py)
+    compile: str = "none"  # torch.compile mode: none, default, reduce-overhead, max-autotune
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        try:
+            check_precision(self.precision)
+            check_compile_mode(self.compile)
+        except ValueError as err:
+            raise ValueError(f"train.{err}") from None
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ValueError(f"train.caption_dropout must be in [0, 1), got {self.caption_dropout}")
         if not self.schemes:
@@ -385,3 +393,23 @@ def load_config(
         distill=_build(DistillConfig, merged["distill"], "distill"),
         evaluate=_build(EvalConfig, merged["evaluate"], "evaluate"),
     )
+
+
+def parse_overrides(assignments: list[str]) -> dict:
+    """``["train.steps=100", "model.dim=64"]`` -> ``{"train": {"steps": 100}, "model": {"dim": 64}}``.
+
+    Values are read as YAML (numbers, booleans, lists); keys are dotted paths into params.yaml.
+    """
+    out: dict = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ValueError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.steps=100")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} was already given a value")
+        node[leaf] = yaml.safe_load(value)
+    return out

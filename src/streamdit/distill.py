@@ -40,15 +40,14 @@ from streamdit.train import (
     CHECKPOINT,
     Batches,
     atomic_save,
-    check_finite,
     load_model,
-    lr_at,
+    log_step,
+    optimiser_step,
     read_checkpoint,
     restore_training_state,
     save_model,
     short_hash,
     training_state,
-    update_ema,
 )
 
 
@@ -213,28 +212,11 @@ def distill(
             student, teacher, x0, noise, text, t_scheme, offset, started, dcfg.cfg_scale, dcfg.time_shift
         )
 
-        lr = lr_at(step, dcfg.lr, dcfg.warmup_steps, dcfg.steps)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(nn.utils.clip_grad_norm_(student.parameters(), dcfg.grad_clip))
-        check_finite(loss.detach().item(), grad_norm, step, ckpt_path, dcfg.checkpoint_every, "distill")
-        opt.step()
-        update_ema(ema, student, dcfg.ema_decay)
+        lr, grad_norm = optimiser_step(loss, student, ema, opt, dcfg, step, ckpt_path, dcfg.ema_decay)
         step += 1
         elapsed += time.perf_counter() - t0
-
-        loss_value = loss.detach().item()
-        history.append(loss_value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}")
-        if step % dcfg.log_every == 0 or step == dcfg.steps:
-            window = history[-dcfg.log_every :]
-            live.log_metric("distill/loss", sum(window) / len(window))
-            live.log_metric("distill/lr", lr)
-            live.log_metric("distill/grad_norm", grad_norm)
-            live.next_step()
+        history.append(loss.detach().item())
+        log_step(live, bar, history, step, lr, grad_norm, dcfg)
         if step % dcfg.checkpoint_every == 0 or step == dcfg.steps:
             state = training_state(student, ema, opt, batches, noise_gen, step, history, elapsed, config, key)
             atomic_save(state, ckpt_path)

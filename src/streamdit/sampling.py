@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from streamdit.acceleration import autocast, check_precision
 from streamdit.flow import euler_step
 from streamdit.schedule import Scheme, buffer_levels, check_buffer
 from streamdit.text import TextEmbedding, cat
@@ -32,10 +33,11 @@ def guided_velocity(
     other scale runs text and null rows as one batch of 2b (one call, two NFE).
     """
     if cfg_scale == 1.0:
-        return model(x, levels, text.tokens, text.mask, text.pooled)
+        return model(x, levels, text.tokens, text.mask, text.pooled).to(x.dtype)
     b = x.shape[0]
     both = cat([text, null_embedding(model, b).to(text.tokens.device, text.tokens.dtype)])
-    v = model(torch.cat([x, x]), torch.cat([levels, levels]), both.tokens, both.mask, both.pooled)
+    # .to(x.dtype): under bf16 autocast the guidance arithmetic still runs in the buffer's precision.
+    v = model(torch.cat([x, x]), torch.cat([levels, levels]), both.tokens, both.mask, both.pooled).to(x.dtype)
     v_text, v_null = v[:b], v[b:]
     return v_null + cfg_scale * (v_text - v_null)
 
@@ -92,6 +94,7 @@ class StreamSampler:
         shift: float = 1.0,
         generator: torch.Generator | None = None,
         frame_shape: tuple[int, int, int] | None = None,
+        precision: str = "fp32",
     ):
         cfg = model.cfg
         check_buffer(scheme, cfg.frames)
@@ -99,6 +102,7 @@ class StreamSampler:
         self.scheme = scheme
         self.cfg_scale = cfg_scale
         self.shift = shift
+        self.precision = check_precision(precision)  # "bf16": the model runs under autocast
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.frame_shape = frame_shape or (cfg.channels, cfg.resolution, cfg.resolution)
         param = next(model.parameters())
@@ -139,9 +143,17 @@ class StreamSampler:
         """One model call; returns the emitted clean chunk ``[b, c, ...]`` or None."""
         K, c, s = self.scheme.K, self.scheme.c, self.scheme.s
         # 1-3. Advance levels, call the model, integrate one Euler step (see ``advance``).
-        self.x = advance(
-            self.model, self.x, self.scheme, self.offset, self.started, self.text, self.cfg_scale, self.shift
-        )
+        with autocast(self.device, self.precision):
+            self.x = advance(
+                self.model,
+                self.x,
+                self.scheme,
+                self.offset,
+                self.started,
+                self.text,
+                self.cfg_scale,
+                self.shift,
+            )
         self.offset += 1
         self.calls += 1
         if self.offset < s:

@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -20,13 +19,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from streamdit.config import Config, resolve_device
-from streamdit.data import WorldClips
+from streamdit.acceleration import autocast, compile_model
+from streamdit.config import Config, LoopConfig, load_config, parse_overrides, resolve_device
+from streamdit.data import WorldClips, write_atomic
+from streamdit.distributed import finish_distributed, init_distributed
 from streamdit.flow import flow_matching_loss, interpolate, velocity_target
 from streamdit.model import ModelConfig, StreamDiT, build_model, count_parameters
 from streamdit.sampling import null_embedding
 from streamdit.schedule import sample_training_levels
-from streamdit.text import load_text_encoder
+from streamdit.text import TextEmbedding, load_text_encoder
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -54,9 +55,7 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def atomic_save(obj: object, path: Path) -> None:
     """torch.save through a temporary file and a rename, so a crash never leaves a torn file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def read_checkpoint(path: Path, expected_key: str) -> dict:
@@ -182,6 +181,44 @@ def check_finite(
     )
 
 
+def optimiser_step(
+    loss: torch.Tensor,
+    model: nn.Module,
+    ema: nn.Module,
+    opt: torch.optim.Optimizer,
+    loop: LoopConfig,
+    step: int,
+    ckpt_path: Path,
+    ema_decay: float,
+) -> tuple[float, float]:
+    """One update: learning rate for ``step``, backward, clipping, NaN guard, AdamW, EMA.
+
+    Returns (lr, gradient norm before clipping). Shared by training and distillation.
+    """
+    lr = lr_at(step, loop.lr, loop.warmup_steps, loop.steps)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip))
+    check_finite(loss.detach().item(), grad_norm, step, ckpt_path, loop.checkpoint_every, loop.section)
+    opt.step()
+    update_ema(ema, model, ema_decay)
+    return lr, grad_norm
+
+
+def log_step(live, bar, history: list[float], step: int, lr: float, grad_norm: float, loop: LoopConfig):
+    """Progress bar every step; mean loss, lr and gradient norm to dvclive every ``log_every`` steps."""
+    bar.update(1)
+    bar.set_postfix(loss=f"{history[-1]:.4f}", lr=f"{lr:.1e}")
+    if step % loop.log_every == 0 or step == loop.steps:
+        window = history[-loop.log_every :]
+        live.log_metric(f"{loop.section}/loss", sum(window) / len(window))
+        live.log_metric(f"{loop.section}/lr", lr)
+        live.log_metric(f"{loop.section}/grad_norm", grad_norm)
+        live.next_step()
+
+
 def short_hash(obj: object) -> str:
     """12 hex digits identifying a JSON-serialisable object (keys sorted): names a run's folder."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
@@ -216,7 +253,7 @@ def train(
     out_dir = Path(work_root) / run_key(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     tc = cfg.train
-    device = resolve_device(tc.device)
+    ranks, device = init_distributed(resolve_device(tc.device))
     schemes = tc.parsed_schemes
 
     dataset = WorldClips(Path(cfg.data_dir), "train", window=cfg.model.frames, generator_seed=cfg.seed + 1)
@@ -229,6 +266,10 @@ def train(
     torch.manual_seed(cfg.seed)  # parameter initialisation only; every other draw has its own generator
     model = build_model(cfg.model).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
+    # The network the loss calls: compiled and/or wrapped for data parallelism; ``model`` keeps the weights.
+    net = compile_model(model, tc.compile)
+    if ranks.world > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device != "cpu" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     noise_gen = torch.Generator().manual_seed(cfg.seed + 3)  # levels, schemes, noise, caption dropout
 
@@ -239,56 +280,60 @@ def train(
         step, history, elapsed = restore_training_state(state, model, ema, opt, batches, noise_gen)
 
     # dvcyaml=None: dvclive must not add this run's (work-dir) files to the pipeline's dvc.yaml.
-    live = Live(str(out_dir / "dvclive"), resume=step > 0, save_dvc_exp=False, dvcyaml=None)
-    bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
+    live = (
+        Live(str(out_dir / "dvclive"), resume=step > 0, save_dvc_exp=False, dvcyaml=None)
+        if ranks.is_main
+        else None
+    )
+    bar = tqdm(
+        total=tc.steps,
+        initial=step,
+        desc="train",
+        disable=not (progress and ranks.is_main),
+        dynamic_ncols=True,
+    )
     model.train()
     last_step = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
     while step < last_step:
         t0 = time.perf_counter()
+        # Every rank draws the same global batch and noise, then trains on its own rows (distributed.py).
         x0, captions = next(batches)
-        x0 = x0.to(device)  # [b, B, c, h, w]
         b = x0.shape[0]
-        text = encoder(captions).to(device)
+        text = encoder(captions)
         # Caption dropout trains the null caption used by classifier-free guidance.
         keep = torch.rand(b, generator=noise_gen) >= tc.caption_dropout
-        text = text.where(keep, null_embedding(model, b))
+        text = text.where(keep, null_embedding(model, b).to("cpu"))
         levels, mask, which = sample_training_levels(
             schemes, tc.scheme_probs, b, noise_gen, warmup_prob=tc.startup_prob, shift=tc.time_shift
         )
-        levels, mask = levels.to(device), mask.to(device)
-        noise = torch.randn(x0.shape, generator=noise_gen).to(device)
+        noise = torch.randn(x0.shape, generator=noise_gen)
+        rows = ranks.rows(b)
+        x0, noise, levels, mask = (
+            t[rows].to(device) for t in (x0, noise, levels, mask)
+        )  # x0: [b, B, c, h, w]
+        text = TextEmbedding(text.tokens[rows], text.mask[rows], text.pooled[rows]).to(device)
         x_t = interpolate(x0, noise, levels)  # each frame at its own level
-        v = model(x_t, levels, text.tokens, text.mask, text.pooled)
+        with autocast(device, tc.precision):
+            v = net(x_t, levels, text.tokens, text.mask, text.pooled)
         loss = flow_matching_loss(v, velocity_target(x0, noise), mask)
-
-        lr = lr_at(step, tc.lr, tc.warmup_steps, tc.steps)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
-        check_finite(loss.detach().item(), grad_norm, step, ckpt_path, tc.checkpoint_every, "train")
-        opt.step()
-        update_ema(ema, model, ema_decay_at(step, tc.ema_decay))
+        lr, grad_norm = optimiser_step(
+            loss, model, ema, opt, tc, step, ckpt_path, ema_decay_at(step, tc.ema_decay)
+        )
         step += 1
         elapsed += time.perf_counter() - t0
-
-        loss_value = loss.detach().item()
-        history.append(loss_value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}")
-        if step % tc.log_every == 0 or step == tc.steps:
-            window = history[-tc.log_every :]
-            live.log_metric("train/loss", sum(window) / len(window))
-            live.log_metric("train/lr", lr)
-            live.log_metric("train/grad_norm", grad_norm)
-            live.next_step()
+        history.append(ranks.mean(loss))  # the global batch's loss on every rank
+        if not ranks.is_main:
+            continue
+        log_step(live, bar, history, step, lr, grad_norm, tc)
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             state = training_state(
                 model, ema, opt, batches, noise_gen, step, history, elapsed, cfg.to_dict(), run_key(cfg)
             )
             atomic_save(state, ckpt_path)
     bar.close()
+    finish_distributed()
+    if not ranks.is_main:
+        return None
     if step < tc.steps:
         live.end()
         return None
@@ -303,6 +348,7 @@ def train(
         "train_seconds": round(elapsed, 1),
         "samples_per_second": round(step * tc.batch_size / max(elapsed, 1e-9), 2),
         "device": device,
+        "processes": ranks.world,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "loss.json").write_text(json.dumps(history) + "\n")
@@ -316,3 +362,25 @@ def loss_history(cfg: Config, work_root: str | Path = "runs/train") -> list[floa
     if not path.is_file():
         raise FileNotFoundError(f"no finished training run for this config at {path.parent}")
     return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: train the model of a params.yaml profile, in one process or under ``torchrun``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m streamdit.train", description=main.__doc__)
+    parser.add_argument("--params", default="params.yaml", help="the parameter file (default params.yaml)")
+    parser.add_argument("--profile", help="profile of --params (default: its `profile` key)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. train.steps=100")
+    parser.add_argument("--out", default="models/streamdit.pt", help="where the EMA weights go")
+    parser.add_argument("--work-root", default="runs/train", help="checkpoints and logs (resumable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.params, args.profile, parse_overrides(args.set))
+    summary = train(cfg, args.out, work_root=args.work_root, progress=not args.no_progress)
+    if summary is not None:
+        print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
