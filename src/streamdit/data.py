@@ -410,7 +410,7 @@ def sample_scene(rng: random.Random, cfg: WorldConfig, heldout: bool) -> SceneSp
     return SceneSpec(objects=tuple(objects), background=rng.choice(BACKGROUNDS))
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
     """Write through `path.tmp` and rename, so an interrupted run never leaves a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -419,7 +419,7 @@ def _write_atomic(path: Path, write) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    _write_atomic(path, lambda f: f.write((json.dumps(obj, sort_keys=True, indent=1) + "\n").encode()))
+    write_atomic(path, lambda f: f.write((json.dumps(obj, sort_keys=True, indent=1) + "\n").encode()))
 
 
 def generate_dataset(cfg: WorldConfig, out_dir: Path, progress: bool = False) -> dict:
@@ -451,7 +451,7 @@ def generate_dataset(cfg: WorldConfig, out_dir: Path, progress: bool = False) ->
                 }
             )
             bar.update()
-        _write_atomic(out_dir / f"{split}.npy", lambda f, clips=clips: np.save(f, clips))
+        write_atomic(out_dir / f"{split}.npy", lambda f, clips=clips: np.save(f, clips))
         _write_json(out_dir / f"{split}.json", records)
         written += [out_dir / f"{split}.npy", out_dir / f"{split}.json"]
     bar.close()

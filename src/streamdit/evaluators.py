@@ -34,8 +34,8 @@ from streamdit.data import (
     SHAPES,
     SIZES,
     SceneSpec,
-    _write_atomic,
     scene_from_dict,
+    write_atomic,
 )
 from streamdit.metrics import retrieval_top1
 from streamdit.video import from_uint8
@@ -229,7 +229,7 @@ def save_evaluator(model: VideoEncoder | open_clip.CLIP, cfg: VideoEncoderConfig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"kind": type(cfg).__name__, "config": asdict(cfg), "state": model.state_dict()}
-    _write_atomic(path, lambda f: torch.save(state, f))
+    write_atomic(path, lambda f: torch.save(state, f))
     return path
 
 

@@ -30,7 +30,8 @@ from streamdit.evaluators import (
 )
 from streamdit.plots import plot_evaluators, plot_latency, plot_quality_over_time
 from streamdit.sampling import StreamSampler
-from streamdit.text import load_text_encoder
+from streamdit.schedule import Scheme
+from streamdit.text import TextEmbedding, load_text_encoder
 from streamdit.train import load_model
 from streamdit.video import save_strip, to_uint8, write_gif, write_mp4
 
@@ -82,6 +83,28 @@ def evaluation_prompts(cfg: Config, count: int) -> tuple[list[str], list[np.ndar
     return test.canonical_captions[:count], real
 
 
+def timed_stream(
+    model, scheme: Scheme, text: TextEmbedding, cfg_scale: float, shift: float, seed: int, frames: int
+) -> tuple[torch.Tensor, dict]:
+    """``frames`` frames of one stream per text row from ``seed``: the video ``[b, f, c, h, w]`` and its
+    scheme, guidance, model calls (start-up included), steady NFE per frame and rough frames/s
+    (``latency.py`` measures speed properly)."""
+    sampler = StreamSampler(
+        model, scheme, text, cfg_scale=cfg_scale, shift=shift, generator=torch.Generator().manual_seed(seed)
+    )
+    start = time.perf_counter()
+    video = sampler.take(frames)
+    seconds = time.perf_counter() - start
+    return video, {
+        "scheme": str(scheme),
+        "cfg_scale": cfg_scale,
+        "model_calls": sampler.calls,
+        "nfe_per_frame": nfe_per_frame(scheme, cfg_scale),  # in the steady stream
+        "frames_per_second": round(video.shape[0] * frames / seconds, 2),
+        "finite": bool(torch.isfinite(video).all()),
+    }
+
+
 def sample_streams(
     cfg: Config, model_path: str | Path, out_dir: str | Path, report_dir: str | Path, count: int = 4
 ) -> dict:
@@ -97,17 +120,15 @@ def sample_streams(
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     prompts, real = evaluation_prompts(cfg, count)
     scheme = cfg.sample.parsed_scheme
-    sampler = StreamSampler(
+    video, stats = timed_stream(
         model,
         scheme,
         encoder(prompts),
-        cfg_scale=cfg.sample.cfg_scale,
-        shift=cfg.sample.time_shift,
-        generator=torch.Generator().manual_seed(cfg.sample.seed),
+        cfg.sample.cfg_scale,
+        cfg.sample.time_shift,
+        cfg.sample.seed,
+        cfg.sample.frames,
     )
-    start = time.perf_counter()
-    video = sampler.take(cfg.sample.frames)  # [b, f, c, h, w]
-    seconds = time.perf_counter() - start
 
     rows, captions = [], []
     for i, prompt in enumerate(prompts):
@@ -120,16 +141,7 @@ def sample_streams(
         rows.append(frames)
         captions.append(f"generated ({scheme}, cfg {cfg.sample.cfg_scale}): {prompt}")
     save_strip(rows, report_dir / "sample_strip.png", captions=captions, scale=3)
-    return {
-        "scheme": str(scheme),
-        "streams": len(prompts),
-        "frames_per_stream": cfg.sample.frames,
-        "model_calls": sampler.calls,
-        "nfe_per_frame": sampler.calls * sampler.nfe_per_call / sampler.emitted,
-        "frames_per_second": round(len(prompts) * cfg.sample.frames / seconds, 2),
-        "device": device,
-        "finite": bool(torch.isfinite(video).all()),
-    }
+    return {**stats, "streams": len(prompts), "frames_per_stream": cfg.sample.frames, "device": device}
 
 
 def sample_teacher_vs_student(
@@ -159,25 +171,9 @@ def sample_teacher_vs_student(
     videos, metrics = {}, {}
     for name, (path, scheme, cfg_scale) in runs.items():
         model, _ = load_model(path, device)
-        sampler = StreamSampler(
-            model,
-            scheme,
-            text,
-            cfg_scale=cfg_scale,
-            shift=dcfg.time_shift,
-            generator=torch.Generator().manual_seed(cfg.sample.seed),
+        videos[name], metrics[name] = timed_stream(
+            model, scheme, text, cfg_scale, dcfg.time_shift, cfg.sample.seed, cfg.sample.frames
         )
-        start = time.perf_counter()
-        videos[name] = sampler.take(cfg.sample.frames)  # [b, f, c, h, w]
-        seconds = time.perf_counter() - start
-        metrics[name] = {
-            "scheme": str(scheme),
-            "cfg_scale": cfg_scale,
-            "model_calls": sampler.calls,
-            "nfe_per_frame": nfe_per_frame(scheme, cfg_scale),
-            "frames_per_second": round(len(prompts) * cfg.sample.frames / seconds, 2),
-            "finite": bool(torch.isfinite(videos[name]).all()),
-        }
     metrics["nfe_reduction"] = metrics["teacher"]["nfe_per_frame"] / metrics["student"]["nfe_per_frame"]
 
     rows, captions = [], []
