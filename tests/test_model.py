@@ -156,4 +156,5 @@ def test_config_validation(change, message):
 
 def test_presets_are_valid_configs():
     assert set(PRESETS) >= {"tiny", "small", "paper_4b"}
-    assert PRESETS["tiny"] == ModelConfig()
+    # tiny: the ModelConfig defaults with windows spanning whole frames (8x8 tokens at 32 px, patch 4).
+    assert PRESETS["tiny"] == ModelConfig(window=(4, 8, 8))

@@ -325,8 +325,10 @@ def count_parameters(model: nn.Module) -> int:
 #                                 StreamDiT Configs                             #
 #################################################################################
 
-# CPU default: 8 frames of 32x32 pixels = 8x8 patch tokens each; 8 windows of 4 frames x 4x4 tokens.
-TINY = ModelConfig()
+# CPU default: 8 frames of 32x32 pixels = 8x8 patch tokens each, in 2 windows of 4 frames x 8x8 tokens.
+# Windows span whole frames: with 4x4-token windows, objects (a few patches wide) that straddle a window
+# border were drawn in fragments (a GPU sweep of the cpu-profile training, README "Choices").
+TINY = ModelConfig(window=(4, 8, 8))
 
 # One-GPU pixel model on the same 32x32 world as tiny: patch 2 gives 16x16 tokens per frame, 2048 per
 # buffer of 8 frames, in 8 windows of 4 x 8x8 tokens.
