@@ -1,15 +1,18 @@
-"""Throughput benchmark: training samples/s, streaming frames/s and latency, peak memory, FLOP floor.
+"""Throughput benchmark: training samples/s and MFU, streaming frames/s and latency, peak memory, FLOP floor.
 
-For each model preset it measures, on every device present (the CPU; CUDA when there is one):
-training samples/s of a full step (forward, backward, AdamW) with peak memory, and the streaming
-speed of the teacher scheme (guided) and of its distilled student scheme (unguided) with
-`streamdit.latency`. Weights are random: speed does not depend on them. For every preset it also
-counts the FLOPs of one model call (torch's FlopCounterMode on the meta device, so the 4B preset
-costs no memory) and gives the FLOP floor: the frames/s a GPU would reach at its peak bf16 rate
-(the H100 SXM data-sheet figure, 989 TFLOP/s dense, not measured here). Rows that need a device
-this machine does not have are written as "not measured". On the CPU the peak memory is the
-process's peak resident set so far (presets run in order in one process), on CUDA the allocator's
-peak for that training run.
+Each model preset runs in its own process (so its peak memory is its own), on every device present:
+the CPU (presets up to --cpu-max-params) and CUDA when there is one. Per (preset, device):
+- training: samples/s of full steps (forward, backward, AdamW; bf16 autocast on CUDA), the peak
+  memory they needed, and on CUDA the model FLOP utilisation (3x the forward FLOPs per sample over
+  the step time, divided by the measured matmul peak);
+- streaming (``streamdit.latency``): the teacher scheme (guided) and its distilled student (unguided);
+  on CUDA with bf16 weights, and the student once more through ``torch.compile(mode="reduce-overhead")``
+  (CUDA graphs) for presets up to 100M parameters;
+- the FLOP floor: frames/s if every FLOP of a call ran at the device's measured matmul peak (a
+  square bf16 matmul on CUDA, fp32 on the CPU), next to the H100 SXM data-sheet figure.
+Weights are random: speed does not depend on them. FLOPs per call are counted with torch's
+FlopCounterMode on the meta device, so the 4B preset costs no memory to count. Rows for a device
+this machine lacks are written as "not measured".
 
     python benchmarks/benchmark.py --presets tiny small paper_4b
 
@@ -20,12 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from streamdit.acceleration import autocast, compile_model
 from streamdit.latency import measure_stream_latency
 from streamdit.model import PRESETS, ModelConfig, build_model, count_parameters
 from streamdit.sampling import StreamSampler
@@ -33,7 +40,9 @@ from streamdit.schedule import Scheme
 from streamdit.text import TextEmbedding
 
 H100_BF16_DENSE_TFLOPS = 989.0  # NVIDIA H100 SXM data sheet, dense bf16 tensor-core peak
+PAPER_FPS = 16.0  # StreamDiT: 16 frames/s at 512p on one H100 (4B model, distilled)
 TEXT_TOKENS = 16
+COMPILE_MAX_PARAMS = 1e8
 
 
 def text_batch(cfg: ModelConfig, batch: int, device: str) -> TextEmbedding:
@@ -63,7 +72,7 @@ def flops_per_call(cfg: ModelConfig, batch: int = 1) -> float:
 
 
 def peak_memory_mib(device: str) -> float:
-    """Peak memory so far: CUDA's allocator peak, or the process's peak resident set (VmHWM) on the CPU."""
+    """Peak memory of this process: CUDA's allocator peak, or the peak resident set (VmHWM) on the CPU."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -77,20 +86,36 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_throughput(cfg: ModelConfig, device: str, batch: int, steps: int, dtype: torch.dtype) -> dict:
-    """Samples/s of full training steps (after one warm-up step) and the peak memory they needed."""
-    model = build_model(cfg).to(device)
+def matmul_peak_tflops(device: str) -> float:
+    """Measured dense matmul TFLOP/s: median of timed square products (bf16 8192^3 / CPU fp32 2048^3)."""
+    n, dtype, reps = (8192, torch.bfloat16, 10) if device.startswith("cuda") else (2048, torch.float32, 5)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / sorted(times)[reps // 2] / 1e12
+
+
+def train_throughput(cfg: ModelConfig, device: str, batch: int, steps: int, flops_per_sample: float) -> dict:
+    """Samples/s of full training steps (after one warm-up step), their peak memory and model FLOPs/s."""
+    precision = "bf16" if device.startswith("cuda") else "fp32"
+    with torch.device(device):
+        model = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     text = text_batch(cfg, batch, device)
     x = torch.randn(batch, cfg.frames, cfg.channels, cfg.resolution, cfg.resolution, device=device)
     levels = torch.rand(batch, cfg.frames, device=device)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps + 1):
         sync(device)
         start = time.perf_counter()
-        with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
+        with autocast(device, precision):
             loss = model(x, levels, text.tokens, text.mask, text.pooled).float().pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,28 +123,35 @@ def train_throughput(cfg: ModelConfig, device: str, batch: int, steps: int, dtyp
         sync(device)
         times.append(time.perf_counter() - start)
     seconds = sorted(times[1:])[len(times[1:]) // 2]
-    return {
+    result = {
         "batch": batch,
+        "precision": precision,
         "step_s": round(seconds, 4),
         "samples_per_s": round(batch / seconds, 2),
+        "model_tflops_per_s": round(3 * flops_per_sample * batch / seconds / 1e12, 3),
         "peak_memory_mib": round(peak_memory_mib(device), 1),
     }
+    del model, opt
+    return result
 
 
-def stream_speed(cfg: ModelConfig, device: str, scheme: Scheme, cfg_scale: float, frames: int) -> dict:
+def stream_speed(
+    model: torch.nn.Module, device: str, scheme: Scheme, cfg_scale: float, frames: int, label: str
+) -> dict:
     """Frames/s, time to first frame and per-frame latency of one stream (``streamdit.latency``)."""
-    model = build_model(cfg).to(device).eval()
-    text = text_batch(cfg, 1, device)
+    text = text_batch(model.cfg, 1, device)
 
     def make_sampler() -> StreamSampler:
         return StreamSampler(
             model, scheme, text, cfg_scale=cfg_scale, generator=torch.Generator().manual_seed(0)
         )
 
+    # Warm-up covers a whole start-up and one steady chunk, so compilation and graph capture are done.
     result = measure_stream_latency(
-        make_sampler, frames=frames, warmup_frames=scheme.c, repeats=2, device=device
+        make_sampler, frames=frames, warmup_frames=2 * scheme.c, repeats=2, device=device
     )
     return {
+        "label": label,
         "scheme": str(scheme),
         "cfg_scale": cfg_scale,
         "frames_per_s": round(result["frames_per_second"], 2),
@@ -129,49 +161,128 @@ def stream_speed(cfg: ModelConfig, device: str, scheme: Scheme, cfg_scale: float
     }
 
 
+@torch.no_grad()
+def fast_path_errors(cfg: ModelConfig, device: str, scheme: Scheme, frames: int) -> dict:
+    """Relative error of bf16 weights against fp32, and of the compiled bf16 model against eager bf16,
+    on the frames of one unguided stream (zero-initialised layers perturbed so every path matters)."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = build_model(cfg).eval()
+    for p in model.parameters():
+        if not p.any():
+            p.normal_(std=0.05)
+    text = text_batch(cfg, 1, device)
+
+    def stream(m: torch.nn.Module) -> torch.Tensor:
+        sampler = StreamSampler(m, scheme, text, generator=torch.Generator().manual_seed(0))
+        return sampler.take(frames)
+
+    fp32 = stream(model)
+    bf16_model = model.to(torch.bfloat16)
+    bf16 = stream(bf16_model)
+    compiled = stream(compile_model(bf16_model, "reduce-overhead"))
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).norm() / b.norm())
+
+    return {
+        "bf16_vs_fp32": round(rel(bf16, fp32), 5),
+        "compiled_vs_eager_bf16": round(rel(compiled, bf16), 5),
+    }
+
+
+def floor_fps(peak_tflops: float, flops: float, scheme: Scheme, guided: bool) -> float:
+    """Frames/s if each of the scheme's calls per frame ran at ``peak_tflops``."""
+    return round(peak_tflops * 1e12 / (flops * scheme.calls_per_frame * (2 if guided else 1)), 2)
+
+
+def run_preset(name: str, device: str) -> dict:
+    """Every measurement of one preset on one device (run in a fresh process by ``main``)."""
+    cfg = PRESETS[name]
+    with torch.device("meta"):
+        params = count_parameters(build_model(cfg))
+    teacher, student = schemes_for(cfg)
+    flops = flops_per_call(cfg)
+    peak = matmul_peak_tflops(device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    batch = 16 if params < 1e7 else (2 if device == "cpu" else 8 if params < 1e9 else 1)
+    row = {
+        "preset": name,
+        "parameters": params,
+        "device": device,
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+        "gflop_per_call": round(flops / 1e9, 2),
+        "matmul_peak_tflops": round(peak, 1),
+        "teacher_floor_fps": floor_fps(peak, flops, teacher, True),
+        "student_floor_fps": floor_fps(peak, flops, student, False),
+        "measured": True,
+    }
+    try:
+        row["train"] = train_throughput(cfg, device, batch, steps=3, flops_per_sample=flops)
+        row["train"]["mfu"] = round(row["train"]["model_tflops_per_s"] / peak, 4)
+    except torch.OutOfMemoryError as err:
+        row["train"] = {"batch": batch, "error": f"out of memory: {str(err).splitlines()[0]}"}
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    # Inference: bf16 weights on CUDA (as a deployment would), fp32 on the CPU.
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    with torch.device(device):
+        model = build_model(cfg).to(dtype).eval()
+    frames = (4 if params < 1e9 else 2) * cfg.frames
+    row["streams"] = [
+        stream_speed(model, device, teacher, 3.0, frames, "teacher"),
+        stream_speed(model, device, student, 1.0, frames, "student"),
+    ]
+    if device.startswith("cuda") and params <= COMPILE_MAX_PARAMS:
+        compiled = compile_model(model, "reduce-overhead")
+        row["streams"].append(stream_speed(compiled, device, student, 1.0, frames, "student, compiled"))
+        row["fast_path_errors"] = fast_path_errors(cfg, device, student, 2 * cfg.frames)
+    row["stream_peak_memory_mib"] = round(peak_memory_mib(device), 1)
+    return row
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--presets", nargs="+", default=["tiny", "small", "paper_4b"], choices=sorted(PRESETS)
     )
     parser.add_argument("--cpu-max-params", type=float, default=1e8, help="skip CPU runs of larger presets")
+    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"])
     parser.add_argument("--out", default="reports/benchmark")
+    parser.add_argument(
+        "--include",
+        type=Path,
+        help="a benchmark.json measured elsewhere (a GPU machine): its measured rows fill this run's gaps",
+    )
+    parser.add_argument("--one", nargs=3, metavar=("PRESET", "DEVICE", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.one:  # the child process of one (preset, device)
+        name, device, path = args.one
+        Path(path).write_text(json.dumps(run_preset(name, device)))
+        return {}
     rows = []
     for name in args.presets:
         cfg = PRESETS[name]
         with torch.device("meta"):
             params = count_parameters(build_model(cfg))
-        teacher, student = schemes_for(cfg)
-        flops = flops_per_call(cfg)
-        floor = {
-            f"{label}_flop_floor_fps": round(
-                H100_BF16_DENSE_TFLOPS * 1e12 / (flops * scheme.calls_per_frame * (2 if guided else 1)), 2
-            )
-            for label, scheme, guided in (("teacher", teacher, True), ("student", student, False))
-        }
-        for device in ("cpu", "cuda"):
-            row = {
-                "preset": name,
-                "parameters": params,
-                "device": device,
-                "gflop_per_call": round(flops / 1e9, 2),
-            }
-            row.update(floor)
-            if device not in devices or (device == "cpu" and params > args.cpu_max_params):
-                rows.append({**row, "measured": False})
+        for device in args.devices:
+            absent = device == "cuda" and not torch.cuda.is_available()
+            if absent or (device == "cpu" and params > args.cpu_max_params):
+                rows.append({"preset": name, "parameters": params, "device": device, "measured": False})
                 continue
-            dtype = torch.bfloat16 if device == "cuda" else torch.float32
-            batch = 16 if params < 1e7 else (2 if device == "cpu" else 8)
-            row["train"] = train_throughput(cfg, device, batch, steps=3, dtype=dtype)
-            frames = 4 * cfg.frames
-            row["teacher"] = stream_speed(cfg, device, teacher, 3.0, frames)
-            row["student"] = stream_speed(cfg, device, student, 1.0, frames)
-            rows.append({**row, "measured": True})
+            with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                cmd = [sys.executable, __file__, "--one", name, device, tmp.name]
+                print(f"benchmarking {name} on {device} ...", flush=True)
+                subprocess.run(cmd, check=True)
+                rows.append(json.loads(Path(tmp.name).read_text()))
+    if args.include is not None:
+        other = {(r["preset"], r["device"]): r for r in json.loads(args.include.read_text())["rows"]}
+        rows = [r if r["measured"] else other.get((r["preset"], r["device"]), r) for r in rows]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"h100_bf16_dense_tflops": H100_BF16_DENSE_TFLOPS, "rows": rows}
+    result = {"h100_bf16_dense_tflops": H100_BF16_DENSE_TFLOPS, "paper_fps": PAPER_FPS, "rows": rows}
     (out / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "benchmark.md").write_text(markdown(rows))
     print(markdown(rows))
@@ -179,32 +290,62 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    """One line per (preset, device): measured figures or "not measured", and the FLOP floors."""
-    head = (
-        "| preset | params | device | train samples/s | peak MiB (CPU: process so far) | teacher fps | "
-        "student fps | student frame latency ms | GFLOP/call | H100 floor fps teacher / student |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = []
+    """A training table and a streaming table, one line per (preset, device[, stream])."""
+    lines = [
+        "## Training (full steps: forward, backward, AdamW; bf16 autocast on CUDA)",
+        "",
+        "| preset | params | device | batch | samples/s | model TFLOP/s | MFU | peak MiB | "
+        "matmul peak TFLOP/s (measured) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        floor = f"{r['teacher_flop_floor_fps']} / {r['student_flop_floor_fps']}"
-        if r["measured"]:
-            t, te, st = r["train"], r["teacher"], r["student"]
-            cells = [
-                t["samples_per_s"],
-                t["peak_memory_mib"],
-                te["frames_per_s"],
-                st["frames_per_s"],
-                st["frame_latency_ms"],
-            ]
-        else:
-            cells = ["not measured"] * 5
+        head = f"| {r['preset']} | {r['parameters'] / 1e6:.1f}M | {r['device']} |"
+        if not r["measured"]:
+            lines.append(head + " not measured |" * 6)
+            continue
+        t = r["train"]
+        if "error" in t:
+            lines.append(head + f" {t['batch']} | {t['error']} | | | | {r['matmul_peak_tflops']} |")
+            continue
         lines.append(
-            f"| {r['preset']} | {r['parameters'] / 1e6:.1f}M | {r['device']} | "
-            + " | ".join(str(c) for c in cells)
-            + f" | {r['gflop_per_call']} | {floor} |"
+            head + f" {t['batch']} | {t['samples_per_s']} | {t['model_tflops_per_s']} | {t['mfu']:.1%} | "
+            f"{t['peak_memory_mib']} | {r['matmul_peak_tflops']} |"
         )
-    return head + "\n".join(lines) + "\n"
+    lines += [
+        "",
+        f"## Streaming (CUDA: bf16 weights; paper: {PAPER_FPS:g} frames/s at 512p on one H100)",
+        "",
+        "| preset | device | stream | scheme | NFE/frame | frames/s | frame latency ms | first frame s | "
+        "floor fps at measured peak | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if not r["measured"]:
+            lines.append(f"| {r['preset']} | {r['device']} |" + " not measured |" * 8)
+            continue
+        for st in r["streams"]:
+            floor = r["teacher_floor_fps"] if st["label"] == "teacher" else r["student_floor_fps"]
+            lines.append(
+                f"| {r['preset']} | {r['device']} | {st['label']} | {st['scheme']} | "
+                f"{st['nfe_per_frame']:g} | {st['frames_per_s']} | {st['frame_latency_ms']} | "
+                f"{st['ttff_s']} | {floor} | {r['stream_peak_memory_mib']} |"
+            )
+    for r in rows:
+        if "fast_path_errors" in r:
+            e = r["fast_path_errors"]
+            lines.append(
+                f"\n{r['preset']} on {r['device']}: stream frames with bf16 weights differ from fp32 by "
+                f"{e['bf16_vs_fp32']:.2%} (relative L2); the compiled bf16 model differs from eager bf16 by "
+                f"{e['compiled_vs_eager_bf16']:.2%}."
+            )
+    devices = sorted({r.get("device_name", "") for r in rows if r["measured"]} - {""})
+    lines += [
+        "",
+        f"Devices: {', '.join(devices)}. GFLOP per call: "
+        + ", ".join(sorted({f"{r['preset']} {r['gflop_per_call']}" for r in rows if r["measured"]}))
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
