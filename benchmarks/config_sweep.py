@@ -1,0 +1,214 @@
+"""Which cpu-profile training config draws the captioned object? (the sweep behind params.yaml's `train`)
+
+Each variant overrides the cpu profile, trains with ``streamdit.train.train`` exactly as the study does,
+streams 48 frames for 64 test prompts (scheme [0, 2, 4, 8], guidance 1 / 3 / 6, sampling time shift 1 / 3)
+and scores them against the real clips with two measures that need no human eye: the share of pixels
+within 48 (uint8, L-inf) of the captioned object's colour per 16-frame window, and the trained world
+video encoder's colour / shape / motion / object-count accuracy on the generated windows.
+
+It was run as is on a lent GPU (``benchmarks/config_sweep_gpu.sh VARIANT ...``, all variants at once),
+whose image has no dvclive, PyAV or MiniLM wheel: hence the stubs below and the text encoder read from
+a carried fp16 cache of every needed caption's MiniLM embeddings (``CAPTIONS``; written on this
+machine from ``TextEncoder._cache`` for the train captions and the first 64 test canonical captions).
+Results: ``reports/config_sweep/`` (summary.txt, and strips of two prompts per variant).
+"""
+
+import importlib.machinery  # noqa: E402
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+sys.modules.setdefault("av", types.ModuleType("av"))
+sys.modules["av"].__spec__ = importlib.machinery.ModuleSpec("av", None)
+
+
+class _Live:
+    def __init__(self, *a, **k):
+        pass
+
+    def log_metric(self, *a, **k):
+        pass
+
+    def next_step(self):
+        pass
+
+    def end(self):
+        pass
+
+
+_dvclive = types.ModuleType("dvclive")
+_dvclive.Live = _Live
+_dvclive.__spec__ = importlib.machinery.ModuleSpec("dvclive", None)
+sys.modules["dvclive"] = _dvclive
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import streamdit.text as text_mod  # noqa: E402
+from streamdit.text import TextEncoder  # noqa: E402
+
+DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
+CAPTIONS = Path(os.environ.get("CAPTIONS", "scratch/captions_fp16.pt"))
+
+
+def cached_encoder(*_a, **_k):
+    stored = torch.load(CAPTIONS, weights_only=True)
+    enc = TextEncoder.__new__(TextEncoder)
+    enc.path = Path(stored["path_name"])
+    enc.max_length = 32
+    enc.device = torch.device("cpu")
+    enc.dim = stored["dim"]
+    enc._cache = {k: (v[0].float(), v[1].float()) for k, v in stored["items"].items()}
+
+    def no_encode(captions):
+        raise KeyError(f"caption not in the carried cache: {captions[:2]}")
+
+    enc._encode_batch = no_encode
+    return enc
+
+
+text_mod.load_text_encoder = cached_encoder
+
+import streamdit.train as train_mod  # noqa: E402
+
+train_mod.load_text_encoder = cached_encoder
+
+from streamdit.config import load_config  # noqa: E402
+from streamdit.data import COLOUR_RGB, WorldClips, render  # noqa: E402
+from streamdit.evaluate import generate_videos  # noqa: E402
+from streamdit.evaluators import load_video_encoder, scene_labels  # noqa: E402
+from streamdit.schedule import Scheme  # noqa: E402
+from streamdit.train import load_model, train  # noqa: E402
+from streamdit.video import from_uint8, to_uint8  # noqa: E402
+
+S = {"train": {"startup_prob": 0.5, "time_shift": 3.0, "lr": 0.002}}
+VARIANTS = {
+    "base": {},
+    "startup05": {"train": {"startup_prob": 0.5}},
+    "shift3": {"train": {"time_shift": 3.0}},
+    "startup05_shift3": {"train": {"startup_prob": 0.5, "time_shift": 3.0}},
+    "lr2e-3": {"train": {"lr": 0.002}},
+    "wide192": {"model": {"dim": 192, "heads": 6}},
+    "startup05_shift3_lr2e-3": {"train": {"startup_prob": 0.5, "time_shift": 3.0, "lr": 0.002}},
+    "base_4000": {"train": {"steps": 4000}},
+    "startup05_shift3_4000": {"train": {"startup_prob": 0.5, "time_shift": 3.0, "steps": 4000}},
+    "S_seed1": {"seed": 1, **S},
+    "S_full": {"train": S["train"], "model": {"full_attention": True}},
+    "S_lr3e-3": {"train": {**S["train"], "lr": 0.003}},
+    "S_wide192": {"train": S["train"], "model": {"dim": 192, "heads": 6}},
+    "S_depth6": {"train": S["train"], "model": {"depth": 6}},
+    "S_clip5": {"train": {**S["train"], "grad_clip": 5.0}},
+    "S_shift5": {"train": {**S["train"], "time_shift": 5.0}},
+    "S_ema995": {"train": {**S["train"], "ema_decay": 0.995}},
+    "S_win488": {"train": S["train"], "model": {"window": [4, 8, 8]}},
+    "S_full_seed1": {"seed": 1, "train": S["train"], "model": {"full_attention": True}},
+    "uniform_only": {"train": {"schemes": [[0, 1, 8, 16]], "scheme_probs": [1.0]}},
+}
+
+
+def colour_fraction(video: torch.Tensor, colours: list[str], tol: int = 48) -> torch.Tensor:
+    """[n, f] fraction of each frame's pixels within tol (L-inf, uint8) of the captioned colour."""
+    out = []
+    for v, c in zip(video, colours, strict=True):
+        u = torch.from_numpy(to_uint8(v)).int()  # [f, h, w, 3]
+        rgb = torch.tensor(COLOUR_RGB[c]).int()
+        out.append(((u - rgb).abs().amax(-1) <= tol).float().mean(dim=(1, 2)))
+    return torch.stack(out)
+
+
+def run_variant(name: str, out: Path) -> None:
+    torch.set_num_threads(1)
+    over = json.loads(json.dumps(VARIANTS[name]))
+    if os.environ.get("SWEEP_STEPS"):
+        over.setdefault("train", {})["steps"] = int(os.environ["SWEEP_STEPS"])
+    cfg = load_config("params.yaml", "cpu", over)
+    cfg.train.device = DEVICE
+    model_path = out / f"{name}.pt"
+    summary = train(cfg, model_path, work_root=f"/tmp/runs/{name}", progress=False)
+    model, _ = load_model(model_path, DEVICE)
+    test = WorldClips(Path(cfg.data_dir), "test", window=8)
+    n = int(os.environ.get("SWEEP_N", 64))
+    scenes = test.scenes[:n]
+    prompts = test.canonical_captions[:n]
+    enc = cached_encoder()
+    text = enc(prompts)
+    frames = 48
+    real = torch.stack([from_uint8(render(s, 0, frames, 32)) for s in scenes])
+    colours = [s.objects[0].colour for s in scenes]
+    labels = scene_labels(scenes)
+    venc = load_video_encoder("models/evaluators/video_encoder.pt", DEVICE)
+    result = {"variant": name, "summary": summary, "combos": {}}
+
+    def attr_acc(video):
+        accs = {}
+        for w0 in (0, 16, 32):
+            with torch.no_grad():
+                logits = venc(video[:, w0 : w0 + 16].to(DEVICE))
+            accs[w0] = {
+                a: float((logits[a].argmax(-1).cpu() == labels[a]).float().mean())
+                for a in ("shape", "colour", "motion", "objects")
+            }
+        return accs
+
+    result["real"] = {
+        "colour_fraction": colour_fraction(real, colours).mean(0).reshape(3, 16).mean(1).tolist(),
+        "attr": attr_acc(real),
+    }
+    for cfg_scale in (1.0, 3.0, 6.0):
+        for shift in (1.0, 3.0):
+            video = generate_videos(
+                model,
+                Scheme(0, 2, 4, 8),
+                text,
+                frames,
+                cfg_scale=cfg_scale,
+                shift=shift,
+                seed=1,
+                batch_size=64,
+            )
+            key = f"cfg{cfg_scale:g}_shift{shift:g}"
+            result["combos"][key] = {
+                "colour_fraction": colour_fraction(video, colours).mean(0).reshape(3, 16).mean(1).tolist(),
+                "attr": attr_acc(video),
+            }
+            if cfg_scale == 3.0:
+                np.save(out / f"{name}_{key}.npy", np.stack([to_uint8(v) for v in video[:4]]))
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+
+
+def summarise(out: Path) -> None:
+    from streamdit.video import save_strip
+
+    lines = []
+    rows, caps = [], []
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    if results:
+        r = results[0]["real"]
+        lines.append(f"real: colour frac {[round(x, 3) for x in r['colour_fraction']]} attr {r['attr']}")
+    for res in results:
+        s = res["summary"]
+        lines.append(
+            f"== {res['variant']}: loss {s['loss_first']:.3f}->{s['loss_last']:.3f} {s['train_seconds']}s"
+        )
+        for key, c in res["combos"].items():
+            att = " ".join(
+                f"w{w}:" + ",".join(f"{a[0]}{v:.2f}" for a, v in acc.items()) for w, acc in c["attr"].items()
+            )
+            lines.append(f"  {key}: colour frac {[round(x, 3) for x in c['colour_fraction']]} {att}")
+        arr = np.load(out / f"{res['variant']}_cfg3_shift1.npy")
+        for i in range(2):
+            rows.append(arr[i][::2])
+            caps.append(f"{res['variant']} prompt {i}")
+    print("\n".join(lines))
+    (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    if rows:
+        save_strip(rows, out / "strips.png", captions=caps, scale=2)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "summarise":
+        summarise(Path(sys.argv[2]))
+    else:
+        run_variant(sys.argv[1], Path(sys.argv[2]))
