@@ -153,6 +153,7 @@ def long_stream_quality(
         "clip_score_ci": list(bootstrap_ci(per_prompt, generator, n_boot, level)),
         "windows": gen_feats.shape[1],
         "level": level,
+        "resamples": n_boot,
     }
 
 
@@ -406,22 +407,26 @@ def _cell(value) -> str:
 
 
 def write_table(
-    rows: list[dict], report_dir: str | Path, name: str, preamble: list[str]
+    rows: list[dict],
+    report_dir: str | Path,
+    name: str,
+    preamble: list[str],
+    columns: tuple[str, ...] = REPORT_COLUMNS,
 ) -> tuple[Path, Path]:
-    """Write rows of ``REPORT_COLUMNS`` as ``{name}.csv`` and as a markdown table after ``preamble``."""
+    """Write rows of ``columns`` as ``{name}.csv`` and as a markdown table after ``preamble``."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_path = report_dir / f"{name}.csv"
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     lines = preamble + [
         "",
-        "| " + " | ".join(REPORT_COLUMNS) + " |",
-        "|" + "---|" * len(REPORT_COLUMNS),
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
-    lines += ["| " + " | ".join(_cell(row[col]) for col in REPORT_COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row[col]) for col in columns) + " |" for row in rows]
     md_path = report_dir / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, csv_path
