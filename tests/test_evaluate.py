@@ -11,10 +11,12 @@ from streamdit.evaluate import (
     evaluate_model,
     frame_scores,
     frames_to_reach,
+    long_stream_quality,
     quality_over_time,
     render_videos,
     switch_responsiveness,
     switch_streams,
+    window_features,
     write_report,
     write_teacher_vs_student,
 )
@@ -83,6 +85,23 @@ def test_quality_over_time_sees_drift_only_in_late_windows():
     assert [r["clip_score"] for r in rows] == pytest.approx([1.5, 5.5, 9.5])
     with pytest.raises(ValueError, match="overruns"):
         quality_over_time(generated, real, scores, [10], 4, mean_frame_features())
+
+
+def test_long_stream_quality_pools_windows_and_brackets_them_by_the_bootstrap():
+    torch.manual_seed(1)
+    real = torch.randn(20, 12, 1, 2, 2)
+    generated = real.clone()
+    generated[:, 8:] += 1.0  # only the window at 8 drifts: 4 features moved by 1 in 1 of 3 windows
+    scores = torch.arange(20.0)[:, None].expand(20, 12)
+    feats = window_features(generated, real, [0, 4, 8], 4, mean_frame_features())
+    assert feats[0].shape == (20, 3, 4)
+    out = long_stream_quality(*feats, scores, torch.Generator().manual_seed(0), 100, 0.9)
+    pooled = quality_over_time(generated, real, scores, [0, 4, 8], 4, mean_frame_features())
+    assert out["windows"] == 3 and out["level"] == 0.9
+    assert out["fvd"] > max(r["fvd"] for r in pooled[:2]) and out["fvd"] > 0.5
+    assert out["fvd_ci"][0] <= out["fvd"] <= out["fvd_ci"][1]
+    assert out["clip_score"] == pytest.approx(9.5)  # the mean of the per-prompt scores 0..19
+    assert out["clip_score_ci"][0] < 9.5 < out["clip_score_ci"][1]
 
 
 class ConstantTargetModel(nn.Module):
@@ -199,6 +218,8 @@ def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
     for scheme in ecfg.parsed_schemes:
         m = metrics["schemes"][str(scheme)]
         assert m["finite"] and math.isfinite(m["fvd"]) and m["fvd"] >= 0
+        low, high = m["long_stream"]["fvd_ci"]
+        assert 0 <= low <= high and m["long_stream"]["windows"] == 2
         real_clip = metrics["real"]["clip_score"]
         assert m["clip_score_ratio"] == (
             pytest.approx(m["clip_score"] / real_clip) if real_clip > 0 else None

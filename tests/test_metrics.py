@@ -6,6 +6,7 @@ import torch
 
 from streamdit.metrics import (
     bootstrap_ci,
+    bootstrap_frechet,
     clip_score,
     clip_scores,
     frechet_distance,
@@ -116,3 +117,20 @@ def test_bootstrap_accepts_a_statistic_over_feature_rows():
     assert 0.0 <= low <= high
     with pytest.raises(ValueError, match="level"):
         bootstrap_ci(feats, torch.Generator(), level=1.5)
+
+
+def test_bootstrap_frechet_resamples_prompts_with_all_their_windows():
+    rng = np.random.default_rng(5)
+    real = rng.standard_normal((40, 3, 2))  # 40 prompts, 3 windows each, 2-d features
+    near, far = real + 0.1 * rng.standard_normal(real.shape), real + 2.0  # far: mean shifted by 2 per dim
+    low, high = bootstrap_frechet(far, real, torch.Generator().manual_seed(0), n_boot=100)
+    # |mu_a - mu_b|^2 = 2 * 2^2 = 8 exactly in every resample (the shift is shared); covariances agree
+    assert 7.9 < low <= 8.0 + 1e-6 and high == pytest.approx(8.0, abs=1e-6)
+    near_low, near_high = bootstrap_frechet(near, real, torch.Generator().manual_seed(0), n_boot=100)
+    assert 0.0 <= near_low <= frechet_distance(near.reshape(-1, 2), real.reshape(-1, 2)) <= near_high < 0.2
+    assert bootstrap_frechet(near, real, torch.Generator().manual_seed(0), n_boot=100) == (
+        near_low,
+        near_high,
+    )
+    with pytest.raises(ValueError, match="paired"):
+        bootstrap_frechet(real[:5], real, torch.Generator())

@@ -1,5 +1,6 @@
 """The whole smoke pipeline through `make data` and `dvc repro` in a temporary copy of the repository."""
 
+import csv
 import json
 import math
 import os
@@ -33,6 +34,7 @@ def smoke_repo(tmp_path_factory):
             shutil.copy2(ROOT / name, repo / name)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["profile"] = "smoke"
+    params["methods_run"] = params["profiles"]["smoke"]["methods"]["run"]  # dvc.yaml's foreach reads it
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     bin_dir = str(Path(sys.executable).parent)
@@ -101,3 +103,23 @@ def test_evaluation_and_distillation_metrics(smoke_repo):
     distill = json.loads((repo / "metrics/distill.json").read_text())
     assert distill["distill"]["nfe_reduction"] == 16.0
     assert "Student FVD is" in (repo / "reports/distill_evaluation/teacher_vs_student.md").read_text()
+
+
+def test_methods_are_compared_in_one_table_with_intervals(smoke_repo):
+    repo, env = smoke_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    methods = params["profiles"]["smoke"]["methods"]["run"]
+    dot = run(["dvc", "dag", "--dot"], repo, env)
+    for name in methods:
+        assert f'"train_method@{name}" -> "evaluate_method@{name}"' in dot
+        assert f'"evaluate_method@{name}" -> "compare"' in dot
+    with open(repo / "reports/comparison/comparison.csv") as f:
+        rows = {row["method"]: row for row in csv.DictReader(f)}
+    assert list(rows) == ["real data", *methods, "streamdit_main"]
+    for name in methods:
+        low, fvd, high = (float(rows[name][k]) for k in ("long_fvd_low", "long_fvd", "long_fvd_high"))
+        assert 0 <= low <= high and math.isfinite(fvd) and float(rows[name]["fps"]) > 0
+        assert int(rows[name]["train_steps"]) == params["profiles"]["smoke"]["methods"]["train"]["steps"]
+    assert rows["fifo"]["model"] == "uniform_extension" and rows["fifo"]["scheme"] == "K0-N8-c1-s2"
+    for figure in ("quality_over_length.png", "sample_strips.png"):
+        assert (repo / "reports/comparison" / figure).stat().st_size > 1000

@@ -6,6 +6,7 @@ from streamdit.schedule import (
     buffer_levels,
     check_buffer,
     grid_indices,
+    independent_levels,
     loss_mask,
     sample_training_levels,
     time_grid,
@@ -127,3 +128,24 @@ def test_sample_training_levels_rejects_bad_probs(probs):
     schemes = [Scheme.for_buffer(8, 2, 4), Scheme.for_buffer(8, 4, 8)]
     with pytest.raises(ValueError, match="probabilit"):
         sample_training_levels(schemes, probs, 4, torch.Generator())
+
+
+def test_independent_levels_are_uniform_per_frame_and_uncorrelated():
+    levels, mask = independent_levels(4000, 8, torch.Generator().manual_seed(0))
+    assert levels.shape == (4000, 8) and levels.dtype == torch.float32 and mask.all()
+    assert levels.min() >= 0 and levels.max() < 1
+    # U[0, 1) per frame: mean 1/2, variance 1/12; frames independent: correlations near 0
+    assert torch.allclose(levels.mean(dim=0), torch.full((8,), 0.5), atol=0.02)
+    assert torch.allclose(levels.var(dim=0), torch.full((8,), 1 / 12), atol=0.005)
+    corr = torch.corrcoef(levels.T) - torch.eye(8)
+    assert corr.abs().max() < 0.06
+    # unlike any scheme, the levels are not sorted along the buffer
+    assert (levels.diff(dim=1) < 0).any(dim=1).float().mean() > 0.9
+
+
+def test_independent_levels_follow_the_time_shift_and_the_generator():
+    a, _ = independent_levels(3, 8, torch.Generator().manual_seed(1), shift=3.0)
+    b, _ = independent_levels(3, 8, torch.Generator().manual_seed(1))
+    assert torch.allclose(a, time_shift(b.double(), 3.0).float(), atol=1e-6)
+    with pytest.raises(ValueError, match="B >= 1"):
+        independent_levels(2, 0, torch.Generator())

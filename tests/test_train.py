@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,17 @@ def test_sigkill_mid_run_resumes_to_the_same_weights(tiny_world, tmp_path):
     train(cfg, tmp_path / "s.pt", work_root=tmp_path / "straight", progress=False)
     a, b = torch.load(tmp_path / "k.pt")["ema"], torch.load(tmp_path / "s.pt")["ema"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_independent_levels_train_and_get_their_own_run_key(tiny_world, tmp_path):
+    mixed = tiny_config(tiny_world, steps=2)
+    forcing = tiny_config(
+        tiny_world, steps=2, level_mode="independent", schemes=[[0, 8, 1, 2]], scheme_probs=[1.0]
+    )
+    assert "level_mode" in mixed.to_dict()["train"] and run_key(forcing) != run_key(mixed)
+    summary = train(forcing, tmp_path / "df.pt", work_root=tmp_path / "runs", progress=False)
+    assert summary["steps"] == 2 and math.isfinite(summary["loss_last"])
+    with pytest.raises(ValueError, match="level_mode must be one of"):
+        tiny_config(tiny_world, level_mode="diagonal")
+    with pytest.raises(ValueError, match="need K = 0"):
+        tiny_config(tiny_world, level_mode="independent", schemes=[[4, 1, 4, 16]], scheme_probs=[1.0])

@@ -74,6 +74,9 @@ class LoopConfig:
         check_device(self.device)
 
 
+LEVEL_MODES = ("schemes", "independent")
+
+
 @dataclass
 class TrainConfig(LoopConfig):
     """Buffered flow-matching training with mixed partition schemes."""
@@ -85,6 +88,9 @@ class TrainConfig(LoopConfig):
         default_factory=lambda: [[0, 8, 1, 2], [0, 4, 2, 4], [0, 2, 4, 8], [0, 1, 8, 16]]
     )
     scheme_probs: list[float] | None = None
+    # "schemes": levels of a scheme drawn from `schemes` (mixed training); "independent": every frame's
+    # level drawn on its own (Diffusion Forcing); `schemes` then only sets the buffer (B = K + N * c, K = 0).
+    level_mode: str = "schemes"
     precision: str = "fp32"  # or "bf16" autocast of the model (acceleration.py)
     compile: str = "none"  # torch.compile mode: none, default, reduce-overhead, max-autotune
 
@@ -99,6 +105,13 @@ class TrainConfig(LoopConfig):
             raise ValueError(f"train.caption_dropout must be in [0, 1), got {self.caption_dropout}")
         if not self.schemes:
             raise ValueError("train.schemes must list at least one [K, N, c, s] scheme")
+        if self.level_mode not in LEVEL_MODES:
+            raise ValueError(f"train.level_mode must be one of {LEVEL_MODES}, got {self.level_mode!r}")
+        if self.level_mode == "independent" and any(s.K for s in self.parsed_schemes):
+            raise ValueError(
+                "train.level_mode 'independent' regresses every frame: its schemes need K = 0, "
+                f"got {self.schemes}"
+            )
         if self.scheme_probs is None:
             self.scheme_probs = [1.0 / len(self.schemes)] * len(self.schemes)
         if len(self.scheme_probs) != len(self.schemes):
@@ -189,6 +202,8 @@ class EvalConfig:
     i3d_path: str | None = None  # i3d_torchscript.pt: FVD with I3D features instead of the world encoder
     clip_model: str = "ViT-B-32"  # open_clip architecture of clip_checkpoint
     clip_checkpoint: str | None = None  # local pretrained CLIP weights instead of the trained CLIP
+    bootstrap: int = 200  # resamples of the prompts for the long-stream intervals
+    bootstrap_level: float = 0.95  # their confidence level (percentile intervals)
     seed: int = 2
 
     def __post_init__(self) -> None:
@@ -203,6 +218,7 @@ class EvalConfig:
             "encoder_steps",
             "encoder_batch_size",
             "clip_steps",
+            "bootstrap",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"evaluate.{name} must be >= 1, got {getattr(self, name)}")
@@ -229,6 +245,8 @@ class EvalConfig:
             raise ValueError(
                 f"evaluate.clip_batch_size must be >= 2 (contrastive), got {self.clip_batch_size}"
             )
+        if not 0.0 < self.bootstrap_level < 1.0:
+            raise ValueError(f"evaluate.bootstrap_level must be in (0, 1), got {self.bootstrap_level}")
         if not self.schemes:
             raise ValueError("evaluate.schemes must list at least one [K, N, c, s] scheme")
         for scheme in self.schemes:

@@ -28,7 +28,7 @@ from streamdit.config import EvalConfig
 from streamdit.data import SceneSpec, canonical_caption, render
 from streamdit.evaluators import ClipScorer, FeatureExtractor
 from streamdit.latency import measure_stream_latency
-from streamdit.metrics import frechet_distance
+from streamdit.metrics import bootstrap_ci, bootstrap_frechet, frechet_distance
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
 from streamdit.text import TextEmbedding
@@ -88,6 +88,21 @@ def frame_scores(scorer: ClipScorer, videos: torch.Tensor, captions: list[str]) 
     return rearrange(scores, "(n f) -> n f", n=n)
 
 
+def window_features(
+    videos: torch.Tensor, real: torch.Tensor, offsets: list[int], clip_frames: int, features: FeatureExtractor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``[n, windows, d]`` of the ``clip_frames``-frame windows at ``offsets`` of ``videos`` and
+    of ``real`` (both ``[n, F, c, h, w]``, streams of the same scenes)."""
+    if videos.shape[:2] != real.shape[:2]:
+        raise ValueError(f"videos {tuple(videos.shape)} and real {tuple(real.shape)} must share [n, F]")
+    if max(offsets) + clip_frames > videos.shape[1]:
+        raise ValueError(
+            f"window at {max(offsets)} of {clip_frames} frames overruns {videos.shape[1]} frames"
+        )
+    windows = [slice(o, o + clip_frames) for o in offsets]
+    return tuple(torch.stack([features(v[:, w]) for w in windows], dim=1) for v in (videos, real))
+
+
 def quality_over_time(
     generated: torch.Tensor,
     real: torch.Tensor,
@@ -101,26 +116,45 @@ def quality_over_time(
     ``generated`` and ``real`` are ``[n, F, c, h, w]`` streams of the same scenes, ``scores [n, F]``
     the generated frames' CLIP scores. Returns one dict per window: offset, fvd, clip_score.
     """
-    if generated.shape[:2] != real.shape[:2] or scores.shape != generated.shape[:2]:
-        raise ValueError(
-            f"generated {tuple(generated.shape)}, real {tuple(real.shape)} and scores "
-            f"{tuple(scores.shape)} must share [n, F]"
-        )
-    if max(offsets) + clip_frames > generated.shape[1]:
-        raise ValueError(
-            f"window at {max(offsets)} of {clip_frames} frames overruns {generated.shape[1]} frames"
-        )
-    rows = []
-    for o in offsets:
-        window = slice(o, o + clip_frames)
-        rows.append(
-            {
-                "offset": o,
-                "fvd": frechet_distance(features(generated[:, window]), features(real[:, window])),
-                "clip_score": float(scores[:, window].mean()),
-            }
-        )
-    return rows
+    if scores.shape != generated.shape[:2]:
+        raise ValueError(f"scores {tuple(scores.shape)} must be [n, F] of generated {tuple(generated.shape)}")
+    gen, ref = window_features(generated, real, offsets, clip_frames, features)
+    return [
+        {
+            "offset": o,
+            "fvd": frechet_distance(gen[:, i], ref[:, i]),
+            "clip_score": float(scores[:, o : o + clip_frames].mean()),
+        }
+        for i, o in enumerate(offsets)
+    ]
+
+
+def long_stream_quality(
+    gen_feats: torch.Tensor,
+    real_feats: torch.Tensor,
+    scores: torch.Tensor,
+    generator: torch.Generator,
+    n_boot: int,
+    level: float,
+) -> dict:
+    """Long-stream quality with bootstrap intervals over prompts.
+
+    ``fvd``: Frechet distance between all windows of all generated streams pooled and those of the
+    real streams (``window_features``: ``[n, windows, d]``, same scenes); ``clip_score``: the mean of
+    ``scores [n, F]`` over every frame of every stream. Each comes with its percentile interval
+    (``*_ci``) from ``n_boot`` resamples of the n prompts (all windows of a prompt together).
+    """
+    d = gen_feats.shape[-1]
+    per_prompt = scores.mean(dim=1)
+    return {
+        "fvd": frechet_distance(gen_feats.reshape(-1, d), real_feats.reshape(-1, d)),
+        "fvd_ci": list(bootstrap_frechet(gen_feats, real_feats, generator, n_boot, level)),
+        "clip_score": float(per_prompt.mean()),
+        "clip_score_ci": list(bootstrap_ci(per_prompt, generator, n_boot, level)),
+        "windows": gen_feats.shape[1],
+        "level": level,
+        "resamples": n_boot,
+    }
 
 
 def frames_to_reach(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,7 +268,18 @@ def evaluate_model(
         "clip_frames": ecfg.clip_frames,
         "long_frames": ecfg.long_frames,
         "cfg_scale": ecfg.cfg_scale,
-        "real": {"fvd_floor": floor[0]["fvd"], "clip_score": floor[0]["clip_score"], "windows": floor},
+        "real": {
+            "fvd_floor": floor[0]["fvd"],
+            "clip_score": floor[0]["clip_score"],
+            "windows": floor,
+            "long_stream": long_stream_quality(
+                *window_features(real, other, ecfg.offsets, ecfg.clip_frames, features),
+                real_scores,
+                torch.Generator().manual_seed(ecfg.seed),
+                ecfg.bootstrap,
+                ecfg.bootstrap_level,
+            ),
+        },
         "schemes": {},
     }
     real_clip = result["real"]["clip_score"]
@@ -254,6 +299,13 @@ def evaluate_model(
         )
         scores = frame_scores(scorer, generated, captions)
         windows = quality_over_time(generated, real, scores, ecfg.offsets, ecfg.clip_frames, features)
+        long_stream = long_stream_quality(
+            *window_features(generated, real, ecfg.offsets, ecfg.clip_frames, features),
+            scores,
+            torch.Generator().manual_seed(ecfg.seed),
+            ecfg.bootstrap,
+            ecfg.bootstrap_level,
+        )
 
         # Pair i switches from prompt i to prompt i + 1, whose own stream above gives its steady state.
         switched, switch_at = switch_streams(
@@ -290,6 +342,7 @@ def evaluate_model(
             # None when the real clips score 0 (an untrained CLIP): no ratio exists then
             "clip_score_ratio": windows[0]["clip_score"] / real_clip if real_clip > 0 else None,
             "windows": windows,
+            "long_stream": long_stream,
             "switch": {**switch, "switch_at": switch_at, "threshold": ecfg.switch_threshold},
             "latency": latency,
             "finite": bool(torch.isfinite(generated).all()),
@@ -354,22 +407,26 @@ def _cell(value) -> str:
 
 
 def write_table(
-    rows: list[dict], report_dir: str | Path, name: str, preamble: list[str]
+    rows: list[dict],
+    report_dir: str | Path,
+    name: str,
+    preamble: list[str],
+    columns: tuple[str, ...] = REPORT_COLUMNS,
 ) -> tuple[Path, Path]:
-    """Write rows of ``REPORT_COLUMNS`` as ``{name}.csv`` and as a markdown table after ``preamble``."""
+    """Write rows of ``columns`` as ``{name}.csv`` and as a markdown table after ``preamble``."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_path = report_dir / f"{name}.csv"
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     lines = preamble + [
         "",
-        "| " + " | ".join(REPORT_COLUMNS) + " |",
-        "|" + "---|" * len(REPORT_COLUMNS),
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
-    lines += ["| " + " | ".join(_cell(row[col]) for col in REPORT_COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row[col]) for col in columns) + " |" for row in rows]
     md_path = report_dir / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, csv_path

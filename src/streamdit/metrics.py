@@ -151,3 +151,32 @@ def bootstrap_ci(
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(stats, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def bootstrap_frechet(
+    feats_a: np.ndarray | torch.Tensor,
+    feats_b: np.ndarray | torch.Tensor,
+    generator: torch.Generator,
+    n_boot: int = 200,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the Frechet distance between paired features.
+
+    ``feats_a`` and ``feats_b`` are ``[n, ..., d]`` with row i of both belonging to unit i (a prompt:
+    its generated and its real clips, possibly several windows each). A resample draws n units with
+    replacement, keeps all their rows in both sets and recomputes the distance (FVD per resample).
+    """
+    a, b = (
+        np.asarray(f.detach().cpu().double() if isinstance(f, torch.Tensor) else f)
+        for f in (feats_a, feats_b)
+    )
+    if a.ndim < 2 or a.shape[0] != b.shape[0] or a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"need paired features [n, ..., d] of one width, got {a.shape} and {b.shape}")
+    d = a.shape[-1]
+    return bootstrap_ci(
+        np.arange(a.shape[0]),
+        generator,
+        n_boot=n_boot,
+        level=level,
+        statistic=lambda idx: frechet_distance(a[idx].reshape(-1, d), b[idx].reshape(-1, d)),
+    )

@@ -94,3 +94,34 @@ def plot_latency(metrics: dict, path: str | Path) -> Path:
     ax.set_ylabel("chunks")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_methods_over_time(windows: dict[str, list[dict]], floor: list[dict], path: str | Path) -> Path:
+    """FVD and CLIP score per window offset of every method's long streams (``windows``: label -> the
+    ``quality_over_time`` rows of its evaluation), with the real-vs-real floor dashed."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, rows in windows.items():
+        offsets = [r["offset"] for r in rows]
+        left.plot(offsets, [r["fvd"] for r in rows], marker="o", label=label)
+        right.plot(offsets, [r["clip_score"] for r in rows], marker="o", label=label)
+    offsets = [r["offset"] for r in floor]
+    left.plot(offsets, [r["fvd"] for r in floor], "k--", label="real data (floor)")
+    right.plot(offsets, [r["clip_score"] for r in floor], "k--", label="real data")
+    for ax, name in ((left, "FVD (lower is better)"), (right, "CLIP score (higher is better)")):
+        ax.set_xlabel("window start (frame of the stream)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def stack_images(images: dict[str, str | Path], path: str | Path) -> Path:
+    """The PNGs ``images`` (label -> file) one above the other, each under its label."""
+    if not images:
+        raise ValueError("no images to stack")
+    fig, axes = plt.subplots(len(images), 1, figsize=(10, 2.6 * len(images)), squeeze=False)
+    for ax, (label, file) in zip(axes[:, 0], images.items(), strict=True):
+        ax.imshow(plt.imread(file))
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.axis("off")
+    return _save(fig, path)

@@ -202,3 +202,17 @@ def sample_training_levels(
         levels[rows] = buffer_levels(scheme, offset, shift, started[rows])
         mask[rows] = loss_mask(scheme)
     return levels.float(), mask, which
+
+
+def independent_levels(
+    batch: int, B: int, generator: torch.Generator, shift: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Diffusion-Forcing-style levels: every frame's level drawn on its own, ``t = shift(u)`` with
+    ``u ~ U[0, 1)`` independent across frames and samples (no scheme, no ordering along the buffer).
+
+    Returns ``levels [batch, B]`` (float32) and ``mask [batch, B]`` (every frame has a loss).
+    """
+    if batch < 1 or B < 1:
+        raise ValueError(f"independent levels need batch >= 1 and B >= 1 frames, got {batch}, {B}")
+    u = torch.rand(batch, B, generator=generator, dtype=torch.float64)
+    return time_shift(u, shift).float(), torch.ones(batch, B, dtype=torch.bool)

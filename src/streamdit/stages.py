@@ -17,7 +17,7 @@ import torch
 from streamdit.config import Config, DistillConfig, resolve_device
 from streamdit.data import SPLITS, WorldClips, check_pinned, render
 from streamdit.distill import nfe_per_frame, student_scheme
-from streamdit.evaluate import evaluate_model, write_report, write_teacher_vs_student
+from streamdit.evaluate import evaluate_model, write_report, write_table, write_teacher_vs_student
 from streamdit.evaluators import (
     load_clip,
     load_i3d_torchscript,
@@ -28,7 +28,14 @@ from streamdit.evaluators import (
     train_video_encoder,
     world_feature_extractor,
 )
-from streamdit.plots import plot_evaluators, plot_latency, plot_quality_over_time
+from streamdit.methods import COMPARISON_COLUMNS, compare_methods, only_scheme, resolve_methods
+from streamdit.plots import (
+    plot_evaluators,
+    plot_latency,
+    plot_methods_over_time,
+    plot_quality_over_time,
+    stack_images,
+)
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
 from streamdit.text import TextEmbedding, load_text_encoder
@@ -289,3 +296,50 @@ def compare_teacher_student(
     distill = json.loads(Path(distill_metrics_file).read_text())["distill"]
     md_path, _ = write_teacher_vs_student(teacher, student_metrics, distill, report_dir)
     return md_path
+
+
+def compare_methods_report(
+    params_file: str | Path,
+    profile: str | None,
+    metrics_dir: str | Path,
+    main_metrics_file: str | Path,
+    main_train_file: str | Path,
+    methods_reports_dir: str | Path,
+    report_dir: str | Path,
+) -> dict:
+    """The comparison of the profile's methods (``streamdit.methods``) and the main model.
+
+    Reads each method's evaluation ``metrics_dir/<method>.json`` (its strip in
+    ``methods_reports_dir/<method>/evaluation``) and the main model's ``main_metrics_file``; writes
+    ``comparison.md`` / ``.csv``, quality over stream length of every method and the stacked sample
+    strips to ``report_dir``. Returns the table's rows."""
+    methods = resolve_methods(params_file, profile)
+    method_metrics = {
+        name: json.loads((Path(metrics_dir) / f"{name}.json").read_text()) for name in methods.run
+    }
+    main = json.loads(Path(main_metrics_file).read_text())
+    main_steps = json.loads(Path(main_train_file).read_text())["steps"]
+    rows = compare_methods(methods.run, method_metrics, main, main_steps)
+    level = main["real"]["long_stream"]["level"]
+    preamble = [
+        "# Baselines and ablations",
+        "",
+        f"{main['prompts']} test prompts, streams of {main['long_frames']} frames. `long_fvd`: FVD "
+        f"({main['features']} features) between all windows of {main['clip_frames']} frames at offsets "
+        f"{[w['offset'] for w in main['real']['windows']]} of the generated streams, pooled, and those of "
+        f"the real streams; `clip_score` ({main['clip_model']}): mean over every frame. `_low` / `_high`: "
+        f"{100 * level:.0f}% percentile bootstrap intervals over the prompts "
+        f"({main['real']['long_stream']['resamples']} resamples). "
+        "Methods train for `train_steps` steps; `model` names the method whose model is sampled. "
+        "`fps` and `nfe_per_frame` are for one stream (guidance counts 2 NFE per call).",
+    ]
+    write_table(rows, report_dir, "comparison", preamble, columns=COMPARISON_COLUMNS)
+    windows = {name: only_scheme(method_metrics[name])[1]["windows"] for name in methods.run}
+    windows["streamdit_main"] = next(iter(main["schemes"].values()))["windows"]
+    plot_methods_over_time(windows, main["real"]["windows"], Path(report_dir) / "quality_over_length.png")
+    strip_dirs = {name: Path(methods_reports_dir) / name / "evaluation" for name in methods.run}
+    strips = {
+        f"{n}: {method_metrics[n]['method']['about']}": d / "sample_strip.png" for n, d in strip_dirs.items()
+    }
+    stack_images(strips, Path(report_dir) / "sample_strips.png")
+    return {"rows": rows}

@@ -26,7 +26,7 @@ from streamdit.distributed import finish_distributed, init_distributed
 from streamdit.flow import flow_matching_loss, interpolate, velocity_target
 from streamdit.model import ModelConfig, StreamDiT, build_model, count_parameters
 from streamdit.sampling import null_embedding
-from streamdit.schedule import sample_training_levels
+from streamdit.schedule import independent_levels, sample_training_levels
 from streamdit.text import TextEmbedding, load_text_encoder
 
 CHECKPOINT = "checkpoint.pt"
@@ -227,6 +227,10 @@ def short_hash(obj: object) -> str:
 def run_key(cfg: Config) -> str:
     """A short hash of everything that determines the trained weights (not sampling or the profile name)."""
     d = cfg.to_dict()
+    # level_mode joins the key only when it is not the default, so the runs (and checkpoints) of
+    # mixed training keep the key they had before the switch existed.
+    if d["train"]["level_mode"] == "schemes":
+        d["train"] = {k: v for k, v in d["train"].items() if k != "level_mode"}
     return short_hash({k: d[k] for k in ("seed", "data_dir", "data", "text", "model", "train")})
 
 
@@ -303,9 +307,12 @@ def train(
         # Caption dropout trains the null caption used by classifier-free guidance.
         keep = torch.rand(b, generator=noise_gen) >= tc.caption_dropout
         text = text.where(keep, null_embedding(model, b).to("cpu"))
-        levels, mask, which = sample_training_levels(
-            schemes, tc.scheme_probs, b, noise_gen, warmup_prob=tc.startup_prob, shift=tc.time_shift
-        )
+        if tc.level_mode == "independent":  # Diffusion Forcing: every frame at its own random level
+            levels, mask = independent_levels(b, cfg.model.frames, noise_gen, shift=tc.time_shift)
+        else:
+            levels, mask, _ = sample_training_levels(
+                schemes, tc.scheme_probs, b, noise_gen, warmup_prob=tc.startup_prob, shift=tc.time_shift
+            )
         noise = torch.randn(x0.shape, generator=noise_gen)
         rows = ranks.rows(b)
         x0, noise, levels, mask = (

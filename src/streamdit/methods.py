@@ -1,0 +1,215 @@
+"""Baselines and ablations (DESIGN.md section 1, "Baselines"): every method is a training config plus a
+sampling scheme, run through the same ``train``, ``StreamSampler`` and ``evaluate_model`` as StreamDiT.
+
+``params.yaml`` holds a ``methods`` section: ``train`` (the training budget of every method's model),
+``run`` (which methods a profile trains and evaluates; profiles override it) and ``entries``, one per
+method: its scheme and guidance, the train / model overrides of its model, or ``model_of`` another
+method whose model it samples without training (FIFO-Diffusion on the uniform model). A method's
+``Config`` is ``load_config`` with these as overrides, so its training run (``runs/train/<run key>``)
+is shared with every method that trains the same model.
+
+DVC cannot select a list by the value of ``profile``, so ``dvc.yaml``'s ``foreach`` stages read the
+top-level ``methods_run``; ``resolve_methods`` insists that it equals the profile's ``methods.run``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamdit.config import Config, _build, deep_merge, load_config
+
+
+@dataclass
+class MethodSpec:
+    """One entry of ``methods.entries``: what the method samples with and how its model is trained."""
+
+    about: str  # one line for the comparison table
+    scheme: list[int]  # the sampling scheme [K, N, c, s]
+    cfg_scale: float | None = None  # guidance; None: evaluate.cfg_scale
+    model_of: str | None = None  # sample the model of this other method (training free)
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the train section
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the model section
+
+    def __post_init__(self) -> None:
+        if self.model_of is not None and (self.train or self.model):
+            raise ValueError(
+                f"a method with model_of={self.model_of!r} samples that method's model: it cannot set "
+                f"train {self.train} or model {self.model} overrides"
+            )
+
+
+@dataclass
+class Methods:
+    """The resolved ``methods`` section of one profile."""
+
+    train: dict[str, Any]
+    run: list[str]
+    entries: dict[str, MethodSpec]
+
+
+def resolve_methods(params_file: str | Path, profile: str | None = None) -> Methods:
+    """The ``methods`` section merged with ``profiles.<profile>.methods``, every entry validated.
+
+    Raises if ``run`` names an unknown method, a ``model_of`` points to a missing or training-free
+    method, or the top-level ``methods_run`` (what dvc.yaml iterates) differs from ``run``.
+    """
+    raw = yaml.safe_load(Path(params_file).read_text())
+    profile = profile or raw["profile"]
+    if profile not in raw["profiles"]:
+        raise ValueError(
+            f"unknown profile {profile!r} in {params_file}; choose one of {sorted(raw['profiles'])}"
+        )
+    layer = (raw["profiles"][profile] or {}).get("methods", {})
+    section = deep_merge(raw["methods"], layer, f"profiles.{profile}.methods.")
+    entries = {
+        name: _build(MethodSpec, values, f"methods.entries.{name}")
+        for name, values in section["entries"].items()
+    }
+    for name, spec in entries.items():
+        base = entries.get(spec.model_of) if spec.model_of else spec
+        if base is None or base.model_of is not None:
+            raise ValueError(
+                f"methods.entries.{name}.model_of={spec.model_of!r} must name a method that trains its own "
+                f"model, one of {sorted(n for n, s in entries.items() if s.model_of is None)}"
+            )
+    run = list(section["run"])
+    unknown = [name for name in run if name not in entries]
+    if unknown or len(set(run)) != len(run):
+        raise ValueError(
+            f"methods.run {run} must list distinct methods of {sorted(entries)}; unknown: {unknown}"
+        )
+    if raw.get("methods_run") != run:
+        raise ValueError(
+            f"methods_run in {params_file} is {raw.get('methods_run')} but profile {profile!r} runs {run}: "
+            f"dvc.yaml iterates methods_run, so set it to the profile's list "
+            f"(e.g. dvc exp run -S profile={profile} -S 'methods_run=[{', '.join(run)}]')"
+        )
+    return Methods(train=dict(section["train"]), run=run, entries=entries)
+
+
+def method_config(
+    params_file: str | Path, profile: str | None, name: str, overrides: dict | None = None
+) -> tuple[Config, MethodSpec]:
+    """The run configuration of method ``name`` (then ``overrides``) and its entry.
+
+    Its model is trained with ``methods.train`` and the entry's (or its ``model_of``'s) train and model
+    overrides; sampling and evaluation use its scheme and guidance.
+    """
+    methods = resolve_methods(params_file, profile)
+    if name not in methods.entries:
+        raise ValueError(f"unknown method {name!r}; methods.entries has {sorted(methods.entries)}")
+    spec = methods.entries[name]
+    trained = methods.entries[spec.model_of] if spec.model_of else spec
+    base = load_config(params_file, profile)
+    cfg_scale = base.evaluate.cfg_scale if spec.cfg_scale is None else spec.cfg_scale
+    method_layer = {
+        "train": {**methods.train, **trained.train},
+        "model": trained.model,
+        "sample": {"scheme": spec.scheme, "cfg_scale": cfg_scale},
+        "evaluate": {"schemes": [spec.scheme], "cfg_scale": cfg_scale},
+    }
+    layer = dict(overrides or {})
+    for section, values in method_layer.items():
+        layer[section] = {**values, **layer.get(section, {})}
+    return load_config(params_file, profile, layer), spec
+
+
+def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
+    """What the comparison table says about a method besides its scores."""
+    return {
+        "name": name,
+        "about": spec.about,
+        "model_of": spec.model_of or name,
+        "scheme": list(spec.scheme),
+        "cfg_scale": cfg.evaluate.cfg_scale,
+        "train_steps": cfg.train.steps,
+        "train_batch_size": cfg.train.batch_size,
+        "level_mode": cfg.train.level_mode,
+        "train_schemes": [list(s) for s in cfg.train.schemes],
+        "full_attention": cfg.model.full_attention,
+        "per_frame_time": cfg.model.per_frame_time,
+    }
+
+
+COMPARISON_COLUMNS = (
+    "method",
+    "about",
+    "model",
+    "train_steps",
+    "scheme",
+    "long_fvd",
+    "long_fvd_low",
+    "long_fvd_high",
+    "clip_score",
+    "clip_score_low",
+    "clip_score_high",
+    "fvd_first_window",
+    "fvd_last_window",
+    "fps",
+    "nfe_per_frame",
+)
+
+
+def comparison_row(name: str, about: str, model: str, train_steps, metrics: dict) -> dict:
+    """A comparison row from one scheme's entry of an ``evaluate_model`` dict (or the real data's)."""
+    long = metrics["long_stream"]
+    latency = metrics.get("latency", {})
+    return {
+        "method": name,
+        "about": about,
+        "model": model,
+        "train_steps": train_steps,
+        "scheme": metrics.get("scheme", ""),
+        "long_fvd": long["fvd"],
+        "long_fvd_low": long["fvd_ci"][0],
+        "long_fvd_high": long["fvd_ci"][1],
+        "clip_score": long["clip_score"],
+        "clip_score_low": long["clip_score_ci"][0],
+        "clip_score_high": long["clip_score_ci"][1],
+        "fvd_first_window": metrics["windows"][0]["fvd"],
+        "fvd_last_window": metrics["windows"][-1]["fvd"],
+        "fps": latency.get("frames_per_second", ""),
+        "nfe_per_frame": latency.get("nfe_per_frame", ""),
+    }
+
+
+def only_scheme(metrics: dict) -> tuple[str, dict]:
+    """The one evaluated scheme of a method's evaluation: its name and metrics."""
+    if len(metrics["schemes"]) != 1:
+        raise ValueError(f"a method's evaluation holds one scheme, got {sorted(metrics['schemes'])}")
+    return next(iter(metrics["schemes"].items()))
+
+
+def compare_methods(
+    names: list[str], method_metrics: dict[str, dict], main_metrics: dict, main_steps: int
+) -> list[dict]:
+    """Rows of the comparison: the real data, every method of ``names`` (its evaluation JSON in
+    ``method_metrics``) and the main StreamDiT model of the ``train`` stage (``main_metrics``, trained
+    ``main_steps`` steps), each with long-stream FVD and CLIP score and their bootstrap intervals."""
+    rows = [
+        comparison_row("real data", "test scenes against as many val scenes", "", "", main_metrics["real"])
+    ]
+    for name in names:
+        metrics = method_metrics[name]
+        scheme, scores = only_scheme(metrics)
+        about = metrics["method"]
+        rows.append(
+            comparison_row(
+                name, about["about"], about["model_of"], about["train_steps"], {**scores, "scheme": scheme}
+            )
+        )
+    scheme, scores = next(iter(main_metrics["schemes"].items()))
+    rows.append(
+        comparison_row(
+            "streamdit_main",
+            "StreamDiT of the train stage (mixed)",
+            "main",
+            main_steps,
+            {**scores, "scheme": scheme},
+        )
+    )
+    return rows

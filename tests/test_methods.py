@@ -1,0 +1,81 @@
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_overrides
+
+from streamdit.methods import compare_methods, method_config, resolve_methods
+from streamdit.train import run_key, train
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def params_for(tmp_path, profile, **changes):
+    """A copy of params.yaml whose methods_run is ``profile``'s list (as dvc.yaml needs), then ``changes``."""
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["methods_run"] = (raw["profiles"][profile].get("methods") or {}).get("run", raw["methods"]["run"])
+    raw.update(changes)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_the_repository_params_resolve_for_every_profile(tmp_path):
+    assert resolve_methods(PARAMS).run == yaml.safe_load(PARAMS.read_text())["methods_run"]
+    for profile in ("smoke", "cpu", "gpu"):
+        methods = resolve_methods(params_for(tmp_path, profile), profile)
+        assert set(methods.run) <= set(methods.entries)
+    assert resolve_methods(params_for(tmp_path, "gpu"), "gpu").run == list(methods.entries)
+
+
+def test_a_methods_run_that_is_not_the_profiles_list_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="methods_run=\\[mixed, fifo\\]"):
+        resolve_methods(PARAMS, "smoke")
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        method_config(params_for(tmp_path, "smoke"), "smoke", "nope")
+
+
+def test_training_free_methods_share_the_run_of_the_model_they_sample(tmp_path, tiny_world):
+    params = params_for(tmp_path, "smoke")
+    fifo, spec = method_config(params, "smoke", "fifo", tiny_overrides(tiny_world))
+    uniform, _ = method_config(params, "smoke", "uniform_extension", tiny_overrides(tiny_world))
+    assert spec.model_of == "uniform_extension" and run_key(fifo) == run_key(uniform)
+    assert fifo.evaluate.schemes == [[0, 8, 1, 2]] and uniform.evaluate.schemes == [[4, 1, 4, 16]]
+    assert fifo.train.schemes == [[0, 1, 8, 16], [4, 1, 4, 16]]
+
+
+def test_every_trained_method_builds_and_trains_two_steps(tmp_path, tiny_world):
+    params = params_for(tmp_path, "gpu")
+    methods = resolve_methods(params, "gpu")
+    keys = set()
+    for name, spec in methods.entries.items():
+        if spec.model_of is not None:
+            continue
+        cfg, _ = method_config(params, "gpu", name, tiny_overrides(tiny_world, steps=2))
+        summary = train(cfg, tmp_path / f"{name}.pt", work_root=tmp_path / "runs", progress=False)
+        assert summary["steps"] == 2 and math.isfinite(summary["loss_last"]), name
+        keys.add(run_key(cfg))
+    assert len(keys) == sum(spec.model_of is None for spec in methods.entries.values())  # all distinct
+
+
+def fake_evaluation(fvd, scheme="K0-N2-c4-s8"):
+    long = {"fvd": fvd, "fvd_ci": [fvd - 1, fvd + 1], "clip_score": 20.0, "clip_score_ci": [19.0, 21.0]}
+    windows = [
+        {"offset": 0, "fvd": fvd - 2, "clip_score": 20.0},
+        {"offset": 8, "fvd": fvd + 2, "clip_score": 20.0},
+    ]
+    latency = {"frames_per_second": 10.0, "nfe_per_frame": 4.0}
+    return {"long_stream": long, "windows": windows, "latency": latency, "scheme": scheme}
+
+
+def test_comparison_rows_read_every_method_and_the_main_model():
+    method = {"schemes": {"K0-N8-c1-s2": fake_evaluation(50.0)}}
+    method["method"] = {"about": "FIFO", "model_of": "uniform_extension", "train_steps": 200}
+    real = {k: v for k, v in fake_evaluation(5.0).items() if k != "latency"}  # real data has no latency
+    main = {"real": real, "schemes": {"K0-N2-c4-s8": fake_evaluation(30.0)}}
+    rows = compare_methods(["fifo"], {"fifo": method}, main, 2000)
+    assert [r["method"] for r in rows] == ["real data", "fifo", "streamdit_main"]
+    assert rows[1]["scheme"] == "K0-N8-c1-s2" and rows[1]["model"] == "uniform_extension"
+    assert (rows[1]["long_fvd_low"], rows[1]["long_fvd"], rows[1]["long_fvd_high"]) == (49.0, 50.0, 51.0)
+    assert rows[1]["fvd_last_window"] == 52.0 and rows[2]["train_steps"] == 2000 and rows[0]["fps"] == ""
