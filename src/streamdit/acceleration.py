@@ -11,12 +11,37 @@ fp32 eager within its precision.
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 
 import torch
 from torch import nn
 
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """What ran a stage, for the report: CPU model and cores, the accelerator, Python and PyTorch."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device,
+    }
+    if str(device).startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
 
 
 def check_precision(precision: str) -> str:

@@ -32,7 +32,7 @@ from streamdit.metrics import bootstrap_ci, bootstrap_frechet, frechet_distance
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
 from streamdit.text import TextEmbedding
-from streamdit.video import from_uint8
+from streamdit.video import from_uint8, save_strip, to_uint8
 
 
 def text_rows(text: TextEmbedding, rows: slice) -> TextEmbedding:
@@ -242,12 +242,14 @@ def evaluate_model(
     device: str,
     clip_model_name: str,
     progress: bool = False,
+    switch_strip: str | Path | None = None,
 ) -> dict:
     """The whole evaluation of one model (see the module docstring) as a JSON-able dict.
 
     ``text_encoder`` maps captions to the model's text embedding (a ``TextEncoder``);
     ``test_scenes`` give the prompts (their canonical captions); ``floor_scenes`` (as many, disjoint)
     give the real-vs-real floor. ``clip_model_name`` says which CLIP scored, for the report.
+    ``switch_strip``: where to draw the first scheme's prompt-switch streams (PNG), if anywhere.
     """
     n = ecfg.prompts
     if len(test_scenes) < n or len(floor_scenes) < n:
@@ -320,6 +322,16 @@ def evaluate_model(
             seed=seed + 500,
         )
         scores_b = frame_scores(scorer, switched[:, switch_at:], captions[1 : p + 1])
+        if switch_strip is not None and k == 0:
+            save_strip(
+                [to_uint8(v) for v in switched],
+                switch_strip,
+                captions=[
+                    f"{scheme}: '{captions[i]}' -> '{captions[i + 1]}' from frame {switch_at}"
+                    for i in range(p)
+                ],
+                scale=3,
+            )
         switch = switch_responsiveness(scores_b, scores[1 : p + 1].mean(dim=1), ecfg.switch_threshold)
 
         latency = measure_stream_latency(
@@ -406,6 +418,12 @@ def _cell(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> list[str]:
+    """The lines of a markdown table of ``columns`` (floats to 3 significant digits)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(_cell(row[col]) for col in columns) + " |" for row in rows]
+
+
 def write_table(
     rows: list[dict],
     report_dir: str | Path,
@@ -421,12 +439,7 @@ def write_table(
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = preamble + [
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    lines += ["| " + " | ".join(_cell(row[col]) for col in columns) + " |" for row in rows]
+    lines = preamble + [""] + markdown_table(rows, columns)
     md_path = report_dir / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, csv_path

@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_loss_curve(history: list[float], path: str | Path, smooth: int = 25) -> Path:
-    """Per-step training loss (light) and its running mean over ``smooth`` steps, log y axis."""
+    """Per-step training loss (light) and its running mean over ``smooth`` steps, log y axis.
+
+    The numbers go next to the PNG as CSV (``step,loss,running_mean``), which ``dvc plots`` draws."""
     if not history:
         raise ValueError("the loss history is empty: nothing to plot")
     path = Path(path)
@@ -22,6 +24,8 @@ def plot_loss_curve(history: list[float], path: str | Path, smooth: int = 25) ->
         sum(history[max(0, i - window + 1) : i + 1]) / (i - max(0, i - window + 1) + 1)
         for i in range(len(history))
     ]
+    rows = [f"{s},{loss:.6g},{mean:.6g}" for s, loss, mean in zip(steps, history, running, strict=True)]
+    path.with_suffix(".csv").write_text("\n".join(["step,loss,running_mean", *rows]) + "\n")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, history, alpha=0.3, lw=0.8, label="per step")
     ax.plot(steps, running, lw=1.8, label=f"running mean ({window} steps)")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamdit.acceleration import machine_info
 from streamdit.config import Config, DistillConfig, resolve_device
 from streamdit.data import SPLITS, WorldClips, check_pinned, render
 from streamdit.distill import nfe_per_frame, student_scheme
@@ -280,7 +281,9 @@ def evaluate_streamdit(
         device=device,
         clip_model_name=clip_name,
         progress=progress,
+        switch_strip=report_dir / "switch_strip.png",
     )
+    metrics["machine"] = machine_info(device)
     write_report(metrics, report_dir)
     plot_quality_over_time(metrics, report_dir / "quality_over_time.png")
     plot_latency(metrics, report_dir / "latency.png")

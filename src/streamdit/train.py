@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from streamdit.acceleration import autocast, compile_model
+from streamdit.acceleration import autocast, compile_model, machine_info
 from streamdit.config import Config, LoopConfig, load_config, parse_overrides, resolve_device
 from streamdit.data import WorldClips, write_atomic
 from streamdit.distributed import finish_distributed, init_distributed
@@ -356,6 +356,7 @@ def train(
         "samples_per_second": round(step * tc.batch_size / max(elapsed, 1e-9), 2),
         "device": device,
         "processes": ranks.world,
+        "machine": machine_info(device),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "loss.json").write_text(json.dumps(history) + "\n")
