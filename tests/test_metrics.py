@@ -134,3 +134,23 @@ def test_bootstrap_frechet_resamples_prompts_with_all_their_windows():
     )
     with pytest.raises(ValueError, match="paired"):
         bootstrap_frechet(real[:5], real, torch.Generator())
+
+
+def test_bootstrap_frechet_corrects_the_upward_bias_of_resampling():
+    # Two independent samples of one distribution, as real clips against real clips of other scenes:
+    # resamples repeat prompts, so their distances sit above the full-sample one.
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((32, 3, 8)), rng.standard_normal((32, 3, 8))
+    estimate = frechet_distance(a.reshape(-1, 8), b.reshape(-1, 8))
+    plain = bootstrap_ci(
+        np.arange(32),
+        torch.Generator().manual_seed(0),
+        n_boot=200,
+        statistic=lambda idx: frechet_distance(a[idx].reshape(-1, 8), b[idx].reshape(-1, 8)),
+    )
+    assert plain[0] > estimate  # the percentile interval misses the estimate entirely
+    low, high = bootstrap_frechet(a, b, torch.Generator().manual_seed(0), n_boot=200)
+    assert low <= estimate <= high
+    # the same resamples, shifted down by one amount (the bias), floored at 0
+    shift = plain[1] - high
+    assert shift > 0 and low == pytest.approx(max(0.0, plain[0] - shift), rel=1e-9)

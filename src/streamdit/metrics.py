@@ -146,11 +146,19 @@ def bootstrap_ci(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    draws = torch.randint(n, (n_boot, n), generator=generator).numpy()
-    stats = np.array([float(statistic(values[idx])) for idx in draws])
+    stats = bootstrap_statistics(values, generator, n_boot, statistic)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(stats, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def bootstrap_statistics(
+    values: np.ndarray, generator: torch.Generator, n_boot: int, statistic: Callable[[np.ndarray], float]
+) -> np.ndarray:
+    """``statistic`` of ``n_boot`` resamples of ``values`` with replacement along axis 0."""
+    n = values.shape[0]
+    draws = torch.randint(n, (n_boot, n), generator=generator).numpy()
+    return np.array([float(statistic(values[idx])) for idx in draws])
 
 
 def bootstrap_frechet(
@@ -160,11 +168,15 @@ def bootstrap_frechet(
     n_boot: int = 200,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the Frechet distance between paired features.
+    """Bias-corrected percentile bootstrap interval of the Frechet distance between paired features.
 
     ``feats_a`` and ``feats_b`` are ``[n, ..., d]`` with row i of both belonging to unit i (a prompt:
     its generated and its real clips, possibly several windows each). A resample draws n units with
     replacement, keeps all their rows in both sets and recomputes the distance (FVD per resample).
+    Resampling repeats units, which narrows each set's spread and adds to the distance, so the
+    resampled distances sit above the full-sample one; with few units their percentile interval can
+    miss the estimate altogether. The interval is therefore shifted
+    down by that bias, the mean resampled distance minus the full-sample distance (and floored at 0).
     """
     a, b = (
         np.asarray(f.detach().cpu().double() if isinstance(f, torch.Tensor) else f)
@@ -172,11 +184,18 @@ def bootstrap_frechet(
     )
     if a.ndim < 2 or a.shape[0] != b.shape[0] or a.shape[-1] != b.shape[-1]:
         raise ValueError(f"need paired features [n, ..., d] of one width, got {a.shape} and {b.shape}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
     d = a.shape[-1]
-    return bootstrap_ci(
-        np.arange(a.shape[0]),
-        generator,
-        n_boot=n_boot,
-        level=level,
-        statistic=lambda idx: frechet_distance(a[idx].reshape(-1, d), b[idx].reshape(-1, d)),
-    )
+
+    def distance(idx: np.ndarray) -> float:
+        return frechet_distance(a[idx].reshape(-1, d), b[idx].reshape(-1, d))
+
+    units = np.arange(a.shape[0])
+    if units.shape[0] < 2:
+        raise ValueError(f"bootstrap needs at least 2 units, got {units.shape[0]}")
+    stats = bootstrap_statistics(units, generator, n_boot, distance)
+    bias = float(stats.mean()) - distance(units)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(stats, [tail, 100 - tail]) - bias
+    return max(0.0, float(low)), max(0.0, float(high))

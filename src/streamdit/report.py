@@ -199,7 +199,8 @@ def write_study_report(
         f"({data['train']['clips']} training clips).",
         f"- Evaluation: {teacher['prompts']} test prompts, streams of {teacher['long_frames']} frames, "
         f"FVD on **{teacher['features']}** features, CLIP score by **{teacher['clip_model']}**, "
-        f"bootstrap intervals over prompts ({ev.bootstrap} resamples, {100 * ev.bootstrap_level:.0f}%).",
+        f"bootstrap intervals over prompts ({ev.bootstrap} resamples, {100 * ev.bootstrap_level:.0f}%; "
+        "FVD's shifted down by the resampling bias, `metrics.bootstrap_frechet`).",
         _machine_line("Training hardware", train.get("machine")),
         _machine_line("Evaluation hardware", teacher.get("machine")),
         f"- Main model: {train['steps']} steps in {train['train_seconds'] / 60:.1f} min "
