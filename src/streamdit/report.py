@@ -15,26 +15,12 @@ from pathlib import Path
 import yaml
 
 from streamdit.config import load_config
-from streamdit.evaluate import markdown_table, report_rows
+from streamdit.evaluate import REPORT_COLUMNS, markdown_table, report_rows
+from streamdit.methods import COMPARISON_COLUMNS
 
 # DESIGN.md section 1, "Baselines": the methods the paper compares StreamDiT with. Every other entry of
 # params.yaml `methods` is an ablation of StreamDiT itself.
 BASELINES = ("uniform_extension", "uniform_clips", "fifo", "diffusion_forcing")
-MAIN_COLUMNS = (
-    "method",
-    "about",
-    "train_steps",
-    "scheme",
-    "long_fvd",
-    "long_fvd_low",
-    "long_fvd_high",
-    "clip_score",
-    "clip_score_low",
-    "clip_score_high",
-    "fvd_last_window",
-    "fps",
-    "nfe_per_frame",
-)
 LATENCY_COLUMNS = (
     "model",
     "scheme",
@@ -44,6 +30,12 @@ LATENCY_COLUMNS = (
     "frame_latency_ms_p95",
     "fps",
     "nfe_per_frame",
+)
+# The comparison's columns without the sampled model's name (it is in `about`) and the first window.
+MAIN_COLUMNS = tuple(c for c in COMPARISON_COLUMNS if c not in ("model", "fvd_first_window"))
+# The evaluation's columns without its latency times, which the latency table gives per model.
+QUALITY_COLUMNS = tuple(
+    c for c in REPORT_COLUMNS if c not in ("ttff_s", "frame_latency_ms_median", "frame_latency_ms_p95")
 )
 # The paper's real-time bar: 16 frames/s (512p, one H100).
 PAPER_FPS = 16.0
@@ -250,17 +242,7 @@ def write_study_report(
         "",
         *markdown_table(
             report_rows(teacher, "teacher") + report_rows(student, "student", floor=False),
-            (
-                "method",
-                "fvd",
-                "clip_score",
-                "clip_ratio",
-                "fvd_last_window",
-                "switch_frames",
-                "switch_reached",
-                "fps",
-                "nfe_per_frame",
-            ),
+            QUALITY_COLUMNS,
         ),
         "",
         "## Latency",
