@@ -39,6 +39,22 @@ def test_unknown_keys_and_profiles_are_named():
         load_config(PARAMS, "smoke", overrides={"model": {"depht": 3}})
 
 
+def test_fields_left_at_their_default_can_be_set(tmp_path):
+    """params.yaml does not list train.precision or train.compile, yet the README's
+    `dvc exp run -S profiles.gpu.train.precision=bf16` and `--set train.compile=default` must work."""
+    raw = yaml.safe_load(PARAMS.read_text())
+    assert "precision" not in raw["train"] and "compile" not in raw["train"]
+    path = write_params(tmp_path, lambda raw: raw["profiles"]["gpu"]["train"].update(precision="bf16"))
+    assert load_config(path, "gpu").train.precision == "bf16"
+    assert load_config(path, "cpu").train.precision == "fp32"
+    cfg = load_config(
+        PARAMS, "smoke", overrides={"train": {"compile": "default"}, "model": {"prediction": "x"}}
+    )
+    assert cfg.train.compile == "default" and cfg.model.prediction == "x"
+    with pytest.raises(ValueError, match="compile mode 'fast'"):
+        load_config(PARAMS, "smoke", overrides={"train": {"compile": "fast"}})
+
+
 def test_wrong_types_are_named(tmp_path):
     path = write_params(tmp_path, lambda raw: raw["train"].update(lr="fast"))
     with pytest.raises(ValueError, match=r"train.lr must be of type float, got 'fast'"):

@@ -373,6 +373,27 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+SECTIONS = {
+    "data": WorldConfig,
+    "text": TextConfig,
+    "train": TrainConfig,
+    "sample": SampleConfig,
+    "distill": DistillConfig,
+    "evaluate": EvalConfig,
+}
+
+
+def _defaults(cls: type) -> dict:
+    """The fields of dataclass ``cls`` that have a default, with it."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def load_config(
     path: str | Path = "params.yaml", profile: str | None = None, overrides: dict | None = None
 ) -> Config:
@@ -386,6 +407,11 @@ def load_config(
         raise ValueError(f"unknown profile {profile!r} in {path}; choose one of {sorted(profiles)}")
     layers = [profiles[profile] or {}, overrides or {}]
     base = {k: v for k, v in raw.items() if k not in ("profiles", "profile")}
+    # A field params.yaml leaves at its default (e.g. train.precision) is still a known key, so a profile,
+    # an override or `dvc exp run -S profiles.gpu.train.precision=bf16` may set it.
+    for section, cls in SECTIONS.items():
+        if isinstance(base.get(section), dict):
+            base[section] = {**_defaults(cls), **base[section]}
     # The model section is a preset name plus any ModelConfig fields, so it merges flat
     # (ModelConfig itself rejects unknown names); every other section must exist in the base.
     model_values = dict(base.pop("model", {}))
