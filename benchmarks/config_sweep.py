@@ -15,6 +15,7 @@ Results: ``reports/config_sweep/`` (summary.txt, and strips of two prompts per v
 
 import importlib.machinery  # noqa: E402
 import json
+import math
 import os
 import sys
 import types
@@ -105,6 +106,19 @@ VARIANTS = {
     "S_win488": {"train": S["train"], "model": {"window": [4, 8, 8]}},
     "S_full_seed1": {"seed": 1, "train": S["train"], "model": {"full_attention": True}},
     "uniform_only": {"train": {"schemes": [[0, 1, 8, 16]], "scheme_probs": [1.0]}},
+    # Round 4 (params.yaml as of the x-prediction change: the S settings are the cpu profile's own).
+    "cur": {},
+    "cur_3000": {"train": {"steps": 3000}},
+    "xpred": {"model": {"prediction": "x"}},
+    "xpred_3000": {"model": {"prediction": "x"}, "train": {"steps": 3000}},
+    "xpred_shift1": {"model": {"prediction": "x"}, "train": {"time_shift": 1.0}},
+    "xpred_lr1e-3": {"model": {"prediction": "x"}, "train": {"lr": 0.001}},
+    "xpred_b32": {"model": {"prediction": "x"}, "train": {"batch_size": 32, "steps": 1000}},
+    "xpred_4000": {"model": {"prediction": "x"}, "train": {"steps": 4000}},
+    "cur_4000": {"train": {"steps": 4000}},
+    # Round 5: how much compute shapes need (the same world and data budget per step).
+    "cur_6000": {"train": {"steps": 6000}},
+    "small_3000": {"model": {"preset": "small"}, "train": {"steps": 3000, "precision": "bf16"}},
 }
 
 
@@ -116,6 +130,44 @@ def colour_fraction(video: torch.Tensor, colours: list[str], tol: int = 48) -> t
         rgb = torch.tensor(COLOUR_RGB[c]).int()
         out.append(((u - rgb).abs().amax(-1) <= tol).float().mean(dim=(1, 2)))
     return torch.stack(out)
+
+
+def _centred(mask: torch.Tensor) -> torch.Tensor:
+    """A [h, w] bool mask rolled so that its centroid sits at the centre pixel."""
+    h, w = mask.shape
+    ys, xs = mask.nonzero(as_tuple=True)
+    dy, dx = h // 2 - int(ys.float().mean().round()), w // 2 - int(xs.float().mean().round())
+    return torch.roll(mask, shifts=(dy, dx), dims=(0, 1))
+
+
+def shape_iou(video: torch.Tensor, real: torch.Tensor, scenes, tol: int = 48) -> dict:
+    """Shape fidelity without a classifier, on one-object scenes: the mask of pixels within ``tol`` of
+    the captioned colour, centred on its centroid, against the real frame's centred mask (IoU), on frames
+    where both masks hold at least 3 pixels; ``disc`` is the real mask against a centred disc of its own
+    area (what a round blob of the right size would score); ``present`` the share of frames compared."""
+    ious, discs, present, total = [], [], 0, 0
+    for v, r, scene in zip(video, real, scenes, strict=True):
+        if len(scene.objects) != 1:
+            continue
+        rgb = torch.tensor(COLOUR_RGB[scene.objects[0].colour]).int()
+        gen_u = torch.from_numpy(to_uint8(v)).int()
+        real_u = torch.from_numpy(to_uint8(r)).int()
+        gm = (gen_u - rgb).abs().amax(-1) <= tol
+        rm = (real_u - rgb).abs().amax(-1) <= tol
+        for g, m in zip(gm, rm, strict=True):
+            total += 1
+            if g.sum() < 3 or m.sum() < 3:
+                continue
+            present += 1
+            gc, rc = _centred(g), _centred(m)
+            ious.append(float((gc & rc).sum() / (gc | rc).sum()))
+            h, w = m.shape
+            yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+            d2 = (yy - h // 2) ** 2 + (xx - w // 2) ** 2
+            disc = d2 <= float(m.sum()) / math.pi
+            discs.append(float((disc & rc).sum() / (disc | rc).sum()))
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+    return {"iou": mean(ious), "disc": mean(discs), "present": present / max(total, 1)}
 
 
 def run_variant(name: str, out: Path) -> None:
@@ -156,8 +208,11 @@ def run_variant(name: str, out: Path) -> None:
         "colour_fraction": colour_fraction(real, colours).mean(0).reshape(3, 16).mean(1).tolist(),
         "attr": attr_acc(real),
     }
-    for cfg_scale in (1.0, 3.0, 6.0):
-        for shift in (1.0, 3.0):
+    result["real"]["shape_iou"] = shape_iou(real, real, scenes)
+    scales = [float(x) for x in os.environ.get("SWEEP_CFG", "1,3,6").split(",")]
+    shifts = [float(x) for x in os.environ.get("SWEEP_SHIFT", "1,3").split(",")]
+    for cfg_scale in scales:
+        for shift in shifts:
             video = generate_videos(
                 model,
                 Scheme(0, 2, 4, 8),
@@ -172,6 +227,7 @@ def run_variant(name: str, out: Path) -> None:
             result["combos"][key] = {
                 "colour_fraction": colour_fraction(video, colours).mean(0).reshape(3, 16).mean(1).tolist(),
                 "attr": attr_acc(video),
+                "shape_iou": shape_iou(video, real, scenes),
             }
             if cfg_scale == 3.0:
                 np.save(out / f"{name}_{key}.npy", np.stack([to_uint8(v) for v in video[:4]]))
@@ -196,7 +252,11 @@ def summarise(out: Path) -> None:
             att = " ".join(
                 f"w{w}:" + ",".join(f"{a[0]}{v:.2f}" for a, v in acc.items()) for w, acc in c["attr"].items()
             )
-            lines.append(f"  {key}: colour frac {[round(x, 3) for x in c['colour_fraction']]} {att}")
+            iou = c.get("shape_iou")
+            iou = (
+                f" iou {iou['iou']:.3f} (disc {iou['disc']:.3f}, present {iou['present']:.2f})" if iou else ""
+            )
+            lines.append(f"  {key}: colour frac {[round(x, 3) for x in c['colour_fraction']]} {att}{iou}")
         arr = np.load(out / f"{res['variant']}_cfg3_shift1.npy")
         for i in range(2):
             rows.append(arr[i][::2])

@@ -3,7 +3,14 @@ import dataclasses
 import pytest
 import torch
 
-from streamdit.model import PRESETS, ModelConfig, build_model, count_parameters, sincos_pos_embed_3d
+from streamdit.model import (
+    PRESETS,
+    X_MIN_LEVEL,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    sincos_pos_embed_3d,
+)
 
 TINY = dataclasses.replace(PRESETS["tiny"], frames=4, resolution=16, dim=64, depth=2, heads=2, text_dim=24)
 
@@ -35,6 +42,25 @@ def test_output_shape_and_zero_init():
     out = model(x, *cond)
     assert out.shape == x.shape
     assert torch.equal(out, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("per_frame_time", [True, False])
+def test_x_prediction_turns_the_networks_x0_into_a_velocity(per_frame_time):
+    """prediction="x": the same network's output is read as x0 and returned as v = (x_t - x0) / t, with t
+    each frame's true level floored at X_MIN_LEVEL (references at t = 0 included)."""
+    v_cfg = dataclasses.replace(TINY, per_frame_time=per_frame_time)
+    x_cfg = dataclasses.replace(v_cfg, prediction="x")
+    v_model = _trained_like(v_cfg)
+    x_model = build_model(x_cfg).eval()
+    x_model.load_state_dict(v_model.state_dict())
+    x, levels, *text = _inputs(TINY)
+    levels[:, 0] = 0.0  # a reference frame
+    x0 = v_model(x, levels, *text)  # what the network outputs, whatever it is read as
+    t = levels.clamp_min(X_MIN_LEVEL)[:, :, None, None, None]
+    torch.testing.assert_close(x_model(x, levels, *text), (x - x0) / t)
+    # untrained, an x-predicting model estimates x0 = 0, so its velocity points from 0 to x_t
+    fresh = build_model(x_cfg)
+    torch.testing.assert_close(fresh(x, levels, *text), x / t)
 
 
 def test_level_of_a_frame_changes_that_frame():
@@ -147,6 +173,7 @@ def test_paper_preset_size_on_meta_device():
         ({"depth": 0}, "depth=0"),
         ({"window": (4, 0, 4)}, "window"),
         ({"mlp_ratio": 0.0}, "mlp_ratio"),
+        ({"prediction": "eps"}, "prediction='eps'"),
     ],
 )
 def test_config_validation(change, message):

@@ -21,6 +21,10 @@ from einops import rearrange, repeat
 
 from streamdit.attention import windowed_attention
 
+PREDICTIONS = ("v", "x")
+# x-prediction divides by the level; below this level the division uses it instead (references sit at 0).
+X_MIN_LEVEL = 0.05
+
 
 @dataclass
 class ModelConfig:
@@ -38,6 +42,10 @@ class ModelConfig:
     window: tuple[int, int, int] = (4, 4, 4)  # frames, patch-rows, patch-cols per attention window
     full_attention: bool = False  # ablation switch: plain global self-attention
     per_frame_time: bool = True  # ablation switch: False = one level (the buffer's mean) shared by all frames
+    # What the network's last layer outputs: "v", the velocity itself, or "x", the clean frames x0, turned
+    # into the velocity v = (x_t - x0) / max(t, X_MIN_LEVEL) (Li & He 2025, "Back to Basics: Let Denoising
+    # Generative Models Denoise"). Either way forward() returns a velocity and the loss stays MSE on v.
+    prediction: str = "v"
 
     def __post_init__(self):
         for name in ("frames", "resolution", "channels", "patch", "dim", "depth", "heads", "text_dim"):
@@ -55,6 +63,8 @@ class ModelConfig:
         self.window = tuple(self.window)
         if len(self.window) != 3 or any(not isinstance(w, int) or w < 1 for w in self.window):
             raise ValueError(f"window={self.window}: needs 3 ints >= 1 (frames, patch-rows, patch-cols)")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={self.prediction!r}: choose one of {PREDICTIONS}")
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -277,7 +287,8 @@ class StreamDiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.bias)
 
     def forward(self, x, levels, text_tokens, text_mask, text_pooled) -> torch.Tensor:
-        """Predicted velocity [b, f, c, h, w] of a buffer of noisy frames.
+        """Predicted velocity [b, f, c, h, w] of a buffer of noisy frames (``cfg.prediction`` says whether
+        the network outputs it directly or through its estimate of the clean frames).
 
         x: [b, f, c, h, w] noisy frames; levels: [b, f] per-frame noise level t in [0, 1] (0 clean, 1 noise);
         text_tokens: [b, L, text_dim]; text_mask: [b, L] bool (True = real token); text_pooled: [b, text_dim].
@@ -291,19 +302,29 @@ class StreamDiT(nn.Module):
             )
         if levels.shape != (b, f):
             raise ValueError(f"levels of shape {tuple(levels.shape)}: expected [{b}, {f}]")
+        seen = levels  # what the time embedding sees
         if not cfg.per_frame_time:
-            levels = levels.mean(dim=1, keepdim=True).expand(b, f)  # ordinary DiT: one level for the clip
+            seen = levels.mean(dim=1, keepdim=True).expand(b, f)  # ordinary DiT: one level for the clip
 
         context, pooled = self.text_embedder(text_tokens, text_pooled)
-        cond = self.t_embedder(levels) + rearrange(pooled, "b d -> b 1 d")  # [b, f, dim]: frame i's own level
-        x = self.x_embedder(x) + self.pos_embed[:f]  # [b, f, p, dim]
+        cond = self.t_embedder(seen) + rearrange(pooled, "b d -> b 1 d")  # [b, f, dim]: frame i's own level
+        tokens = self.x_embedder(x) + self.pos_embed[:f]  # [b, f, p, dim]
         grid = (f, self.rows, self.rows)
         for block in self.blocks:
-            x = block(x, cond, context, text_mask, grid)
-        x = self.final_layer(x, cond)
-        return rearrange(
-            x, "b f (h w) (ph pw c) -> b f c (h ph) (w pw)", h=self.rows, ph=cfg.patch, pw=cfg.patch
+            tokens = block(tokens, cond, context, text_mask, grid)
+        out = rearrange(
+            self.final_layer(tokens, cond),
+            "b f (h w) (ph pw c) -> b f c (h ph) (w pw)",
+            h=self.rows,
+            ph=cfg.patch,
+            pw=cfg.patch,
         )
+        if cfg.prediction == "v":
+            return out
+        # x-prediction: out is x0; the velocity of the path through x_t is (x_t - x0) / t, frame by frame
+        # at the frame's true level (also without per-frame time).
+        t = rearrange(levels, "b f -> b f 1 1 1").clamp_min(X_MIN_LEVEL).to(x.dtype)
+        return (x - out) / t
 
     def null_text(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The learned null caption for classifier-free guidance: tokens [batch, 1, text_dim], mask [batch, 1]
@@ -312,7 +333,8 @@ class StreamDiT(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> StreamDiT:
-    """A freshly initialised StreamDiT (adaLN-Zero: outputs exactly zero until trained)."""
+    """A freshly initialised StreamDiT (adaLN-Zero: the last layer outputs exactly zero until trained, so
+    a v-predicting model predicts zero velocity and an x-predicting one predicts x0 = 0)."""
     return StreamDiT(cfg)
 
 
