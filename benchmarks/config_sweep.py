@@ -122,14 +122,17 @@ VARIANTS = {
 }
 
 
+def colour_mask(video: torch.Tensor, colour: str, tol: int = 48) -> torch.Tensor:
+    """[f, h, w] bool: the pixels of one video [f, c, h, w] within tol (L-inf, uint8) of ``colour``."""
+    u = torch.from_numpy(to_uint8(video)).int()  # [f, h, w, 3]
+    return (u - torch.tensor(COLOUR_RGB[colour]).int()).abs().amax(-1) <= tol
+
+
 def colour_fraction(video: torch.Tensor, colours: list[str], tol: int = 48) -> torch.Tensor:
     """[n, f] fraction of each frame's pixels within tol (L-inf, uint8) of the captioned colour."""
-    out = []
-    for v, c in zip(video, colours, strict=True):
-        u = torch.from_numpy(to_uint8(v)).int()  # [f, h, w, 3]
-        rgb = torch.tensor(COLOUR_RGB[c]).int()
-        out.append(((u - rgb).abs().amax(-1) <= tol).float().mean(dim=(1, 2)))
-    return torch.stack(out)
+    return torch.stack(
+        [colour_mask(v, c, tol).float().mean(dim=(1, 2)) for v, c in zip(video, colours, strict=True)]
+    )
 
 
 def _centred(mask: torch.Tensor) -> torch.Tensor:
@@ -145,25 +148,21 @@ def shape_iou(video: torch.Tensor, real: torch.Tensor, scenes, tol: int = 48) ->
     the captioned colour, centred on its centroid, against the real frame's centred mask (IoU), on frames
     where both masks hold at least 3 pixels; ``disc`` is the real mask against a centred disc of its own
     area (what a round blob of the right size would score); ``present`` the share of frames compared."""
+    h, w = video.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    d2 = (yy - h // 2) ** 2 + (xx - w // 2) ** 2  # squared distance to the centre pixel
     ious, discs, present, total = [], [], 0, 0
     for v, r, scene in zip(video, real, scenes, strict=True):
         if len(scene.objects) != 1:
             continue
-        rgb = torch.tensor(COLOUR_RGB[scene.objects[0].colour]).int()
-        gen_u = torch.from_numpy(to_uint8(v)).int()
-        real_u = torch.from_numpy(to_uint8(r)).int()
-        gm = (gen_u - rgb).abs().amax(-1) <= tol
-        rm = (real_u - rgb).abs().amax(-1) <= tol
-        for g, m in zip(gm, rm, strict=True):
+        colour = scene.objects[0].colour
+        for g, m in zip(colour_mask(v, colour, tol), colour_mask(r, colour, tol), strict=True):
             total += 1
             if g.sum() < 3 or m.sum() < 3:
                 continue
             present += 1
             gc, rc = _centred(g), _centred(m)
             ious.append(float((gc & rc).sum() / (gc | rc).sum()))
-            h, w = m.shape
-            yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-            d2 = (yy - h // 2) ** 2 + (xx - w // 2) ** 2
             disc = d2 <= float(m.sum()) / math.pi
             discs.append(float((disc & rc).sum() / (disc | rc).sum()))
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731

@@ -373,6 +373,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+# The params.yaml sections read into their own dataclass (the model section merges flat, see load_config).
 SECTIONS = {
     "data": WorldConfig,
     "text": TextConfig,
@@ -429,13 +430,8 @@ def load_config(
         profile=profile,
         seed=_check_type(merged["seed"], int, "seed"),
         data_dir=_check_type(merged["data_dir"], str, "data_dir"),
-        data=_build(WorldConfig, merged["data"], "data"),
-        text=_build(TextConfig, merged["text"], "text"),
         model=_build(ModelConfig, model_kwargs, "model"),
-        train=_build(TrainConfig, merged["train"], "train"),
-        sample=_build(SampleConfig, merged["sample"], "sample"),
-        distill=_build(DistillConfig, merged["distill"], "distill"),
-        evaluate=_build(EvalConfig, merged["evaluate"], "evaluate"),
+        **{section: _build(cls, merged[section], section) for section, cls in SECTIONS.items()},
     )
 
 
