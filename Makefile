@@ -24,9 +24,11 @@ data:
 	$(PY) -m streamdit.data --out data --check data.dvc
 	dvc commit --force --quiet data.dvc
 
+# Ends with the wall time of every stage that ran and where the report is (also after a failure).
 study: install
-	$(MAKE) data
-	dvc repro
+	@start=$$(date +%s); \
+	$(MAKE) data && dvc repro; status=$$?; \
+	$(PY) -m streamdit.pipeline summary --since $$start; exit $$status
 
 lint: install
 	ruff format --check .

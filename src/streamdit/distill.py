@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from torch import nn
-from tqdm.auto import tqdm
 
 from streamdit.config import Config, DistillConfig, resolve_device
 from streamdit.data import WorldClips
 from streamdit.flow import flow_matching_loss, interpolate
+from streamdit.progress import progress_bar
 from streamdit.sampling import advance, levels_like, nfe_per_call
 from streamdit.schedule import Scheme, check_buffer, loss_mask, offset_from_unit
 from streamdit.text import TextEmbedding, load_text_encoder
@@ -153,6 +153,7 @@ def distill(
     out_path: str | Path,
     *,
     work_root: str | Path = "runs/distill",
+    cache_dir: str | Path = "cache",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict | None:
@@ -160,7 +161,8 @@ def distill(
     weights to ``out_path`` in ``train.load_model``'s format.
 
     ``stop_after`` ends this call after that many steps, as a kill would (None is returned).
-    Checkpoints and the dvclive log live in ``work_root/<distill_key>/``. Returns the summary
+    Checkpoints and the dvclive log live in ``work_root/<distill_key>/``, the caption embeddings
+    under ``cache_dir/text/``. Returns the summary
     metrics (also in ``summary.json`` there): steps, first/last loss, seconds, NFE per frame.
     """
     from dvclive import Live
@@ -178,7 +180,7 @@ def distill(
     dataset = WorldClips(Path(cfg.data_dir), "train", window=teacher.cfg.frames, generator_seed=cfg.seed + 11)
     batches = Batches(dataset, dcfg.batch_size, seed=cfg.seed + 12)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
-    encoder.warm(dataset.captions, cache_file=Path("cache") / "text" / f"{encoder.cache_key}.pt")
+    encoder.warm(dataset.captions, cache_file=Path(cache_dir) / "text" / f"{encoder.cache_key}.pt")
 
     # The student and its EMA start at the teacher's weights, so the EMA needs no warm-up.
     student = copy.deepcopy(teacher).train().requires_grad_(True)
@@ -195,7 +197,7 @@ def distill(
         step, history, elapsed = restore_training_state(state, student, ema, opt, batches, noise_gen)
 
     live = Live(str(out_dir / "dvclive"), resume=step > 0, save_dvc_exp=False, dvcyaml=None)
-    bar = tqdm(total=dcfg.steps, initial=step, desc="distill", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(dcfg.steps, "distill", progress, initial=step)
     last_step = dcfg.steps if stop_after is None else min(dcfg.steps, step + stop_after)
     while step < last_step:
         t0 = time.perf_counter()

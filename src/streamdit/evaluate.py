@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from torch import nn
-from tqdm.auto import tqdm
 
 from streamdit.config import EvalConfig
 from streamdit.data import SceneSpec, canonical_caption, render
 from streamdit.evaluators import ClipScorer, FeatureExtractor
 from streamdit.latency import measure_stream_latency
 from streamdit.metrics import bootstrap_ci, bootstrap_frechet, frechet_distance
+from streamdit.progress import progress_bar
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
 from streamdit.text import TextEmbedding
@@ -63,7 +63,8 @@ def generate_videos(
     """
     n = text.tokens.shape[0]
     out = []
-    for i, start in enumerate(tqdm(range(0, n, batch_size), desc=f"streams {scheme}", disable=not progress)):
+    bar = progress_bar(n, f"streams {scheme}", progress, unit="stream")
+    for i, start in enumerate(range(0, n, batch_size)):
         rows = slice(start, min(start + batch_size, n))
         sampler = StreamSampler(
             model,
@@ -74,6 +75,8 @@ def generate_videos(
             generator=torch.Generator().manual_seed(seed + i),
         )
         out.append(sampler.take(frames))
+        bar.update(rows.stop - rows.start)
+    bar.close()
     return torch.cat(out)
 
 

@@ -25,7 +25,6 @@ from einops import rearrange
 from open_clip.loss import ClipLoss
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from torch import nn
-from tqdm.auto import tqdm
 
 from streamdit.data import (
     BACKGROUNDS,
@@ -38,6 +37,7 @@ from streamdit.data import (
     write_atomic,
 )
 from streamdit.metrics import retrieval_top1
+from streamdit.progress import progress_bar
 from streamdit.video import from_uint8
 
 # Classification targets of the video encoder: attributes of the first object, the background and
@@ -197,7 +197,7 @@ def train_video_encoder(
     start = time.perf_counter()
     model.train()
     loss = torch.zeros(())
-    for _ in tqdm(range(steps), desc="video encoder", disable=not progress):
+    for _ in progress_bar(steps, "video encoder", progress, iterable=range(steps)):
         idx = torch.randint(len(clips), (batch_size,), generator=batches)
         logits = model(clip_batch(clips, idx).to(device))
         loss = sum(F.cross_entropy(logits[name], labels[name][idx].to(device)) for name in ATTRIBUTES)
@@ -495,7 +495,7 @@ def train_clip(
     start = time.perf_counter()
     model.train()
     loss = torch.zeros(())
-    for _ in tqdm(range(steps), desc="clip", disable=not progress):
+    for _ in progress_bar(steps, "world clip", progress, iterable=range(steps)):
         idx = torch.randint(len(clips), (batch_size,), generator=draws).numpy()
         frame = torch.randint(clips.shape[1], (batch_size,), generator=draws).numpy()
         images = from_uint8(np.asarray(clips[idx, frame]))

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from streamdit.acceleration import autocast, compile_model, machine_info
 from streamdit.config import Config, LoopConfig, load_config, parse_overrides, resolve_device
@@ -25,6 +24,7 @@ from streamdit.data import WorldClips, write_atomic
 from streamdit.distributed import finish_distributed, init_distributed
 from streamdit.flow import flow_matching_loss, interpolate, velocity_target
 from streamdit.model import ModelConfig, StreamDiT, build_model, count_parameters
+from streamdit.progress import progress_bar, rate, show
 from streamdit.sampling import null_embedding
 from streamdit.schedule import independent_levels, sample_training_levels
 from streamdit.text import TextEmbedding, load_text_encoder
@@ -208,9 +208,12 @@ def optimiser_step(
 
 
 def log_step(live, bar, history: list[float], step: int, lr: float, grad_norm: float, loop: LoopConfig):
-    """Progress bar every step; mean loss, lr and gradient norm to dvclive every ``log_every`` steps."""
+    """Progress bar every step (loss, lr, samples/s; it redraws at its own pace); mean loss, lr and
+    gradient norm to dvclive every ``log_every`` steps."""
     bar.update(1)
-    bar.set_postfix(loss=f"{history[-1]:.4f}", lr=f"{lr:.1e}")
+    steps_per_second = rate(bar)
+    samples = "-" if steps_per_second is None else f"{steps_per_second * loop.batch_size:.1f}"
+    show(bar, loss=f"{history[-1]:.4f}", lr=f"{lr:.1e}", samples_per_s=samples)
     if step % loop.log_every == 0 or step == loop.steps:
         window = history[-loop.log_every :]
         live.log_metric(f"{loop.section}/loss", sum(window) / len(window))
@@ -239,6 +242,7 @@ def train(
     out_path: str | Path,
     *,
     work_root: str | Path = "runs/train",
+    cache_dir: str | Path = "cache",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict | None:
@@ -249,7 +253,8 @@ def train(
     and for time-boxed sessions.
 
     Checkpoints and the dvclive log live in ``work_root/<run_key>/``, outside the pipeline's
-    outputs, so a killed run resumes where it stopped and runs of different configs never mix.
+    outputs, so a killed run resumes where it stopped and runs of different configs never mix;
+    the caption embeddings are cached under ``cache_dir/text/``.
     Returns the run's summary metrics (also in ``work_root/<run_key>/summary.json``).
     """
     from dvclive import Live
@@ -263,7 +268,7 @@ def train(
     dataset = WorldClips(Path(cfg.data_dir), "train", window=cfg.model.frames, generator_seed=cfg.seed + 1)
     batches = Batches(dataset, tc.batch_size, seed=cfg.seed + 2)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
-    encoder.warm(dataset.captions, cache_file=Path("cache") / "text" / f"{encoder.cache_key}.pt")
+    encoder.warm(dataset.captions, cache_file=Path(cache_dir) / "text" / f"{encoder.cache_key}.pt")
     if encoder.dim != cfg.model.text_dim:
         raise ValueError(f"model.text_dim={cfg.model.text_dim} but the text encoder gives {encoder.dim}")
 
@@ -289,13 +294,7 @@ def train(
         if ranks.is_main
         else None
     )
-    bar = tqdm(
-        total=tc.steps,
-        initial=step,
-        desc="train",
-        disable=not (progress and ranks.is_main),
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(tc.steps, "train", progress and ranks.is_main, initial=step)
     model.train()
     last_step = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
     while step < last_step:

@@ -1,0 +1,130 @@
+"""Runs the study's notebooks for ``dvc repro`` and sums a run up (``make study``).
+
+``python -m streamdit.pipeline run NOTEBOOK OUTPUT -p NAME VALUE ...`` executes one stage's notebook
+through papermill (``-p`` values are read as papermill reads them: ``True``, ``3``, ``0.5``, else a
+string). Unlike the bare ``papermill`` command it shows what a person watching the terminal needs:
+
+- the kernel's stderr, where the library's progress bars write (``streamdit.progress``), goes to
+  this process's stderr as it arrives, so training shows step, loss, samples/s and ETA live;
+- papermill's cell counter ("Executing: 17% 1/6 [cells]"), which sits still for the whole of a long
+  cell, is off;
+- the kernel's own log is limited to critical messages. It otherwise prints a warning about
+  unencrypted TCP on every start (the kernel talks to this process on loopback only) and
+  "KeyboardInterrupt caught in kernel" on every normal shutdown (jupyter_client interrupts a kernel
+  before shutting it down), both of which read as failures. A failing cell still fails the stage
+  with its traceback, and a dead kernel still stops it.
+
+``python -m streamdit.pipeline summary --since EPOCH`` prints, from the executed notebooks' papermill
+metadata, the wall time of every stage that ran since ``EPOCH`` (seconds), the total, and where the
+report is. The runner is no stage dependency, as papermill itself is none: it decides how a notebook
+is shown, not what it computes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
+def parse_parameter(value: str):
+    """A ``-p`` value as papermill's command line reads it: bool, int, float or else the string."""
+    if value in ("True", "False"):
+        return value == "True"
+    if value == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def run_notebook(notebook: str | Path, output: str | Path, parameters: dict) -> None:
+    """Execute ``notebook`` with ``parameters`` into ``output``; the kernel's stderr goes to ours."""
+    import papermill
+
+    name = Path(output).stem
+    print(f"stage {name}: {notebook} -> {output}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=parameters,
+        progress_bar=False,
+        stderr_file=sys.stderr,
+        extra_arguments=KERNEL_ARGUMENTS,
+    )
+    print(f"stage {name}: done in {format_seconds(time.perf_counter() - start)}", file=sys.stderr, flush=True)
+
+
+def format_seconds(seconds: float) -> str:
+    """``seconds`` as ``1 h 02 min``, ``12 min 05 s`` or ``7.3 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
+
+
+def stage_times(run_dir: str | Path, since: float) -> list[tuple[str, float]]:
+    """``(stage, seconds)`` for every executed notebook in ``run_dir`` that ended after ``since``
+    (epoch seconds), in the order they ran; read from papermill's metadata."""
+    rows = []
+    for path in sorted(Path(run_dir).glob("*.ipynb")):
+        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+        end, duration = meta.get("end_time"), meta.get("duration")
+        if end is None or duration is None:
+            continue  # never finished
+        ended = datetime.fromisoformat(end)
+        if ended.tzinfo is None:  # papermill writes UTC without an offset
+            ended = ended.replace(tzinfo=timezone.utc)
+        ended = ended.timestamp()
+        if ended >= since:
+            rows.append((ended, path.stem, float(duration)))
+    return [(name, seconds) for _, name, seconds in sorted(rows)]
+
+
+def summary(run_dir: str | Path, since: float, report: str | Path, now: float | None = None) -> str:
+    """The closing lines of a study run: the stages that ran since ``since``, their wall times, the
+    run's total wall time and where the report is."""
+    now = time.time() if now is None else now
+    rows = stage_times(run_dir, since)
+    lines = ["", "study run summary", "-----------------"]
+    if not rows:
+        lines.append("no stage ran: every stage was up to date")
+    width = max([len(name) for name, _ in rows] + [5])
+    lines += [f"{name:<{width}}  {format_seconds(seconds):>14}" for name, seconds in rows]
+    lines.append(f"{'total':<{width}}  {format_seconds(now - since):>14}  (wall time, set-up excluded)")
+    lines.append(f"report: {report}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m streamdit.pipeline", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute one stage's notebook")
+    run.add_argument("notebook")
+    run.add_argument("output")
+    run.add_argument(
+        "-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="a notebook parameter"
+    )
+    sums = commands.add_parser("summary", help="wall time of the stages that ran since --since")
+    sums.add_argument("--since", type=float, required=True, help="epoch seconds when the run started")
+    sums.add_argument("--run-dir", default="runs/notebooks")
+    sums.add_argument("--report", default="reports/README.md")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run_notebook(args.notebook, args.output, {name: parse_parameter(v) for name, v in args.p})
+    else:
+        print(summary(args.run_dir, args.since, args.report))
+
+
+if __name__ == "__main__":
+    main()
