@@ -8,8 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from streamdit.data import WorldConfig, generate_dataset
+
+# One torch thread here and in every child process the tests start: the tests' models are tiny, and
+# two threads each in processes that share 2 cores with other work run many times slower (each
+# thread waits for a descheduled partner), which turns a loaded machine into timeouts. Children
+# inherit the variable, so a child and its parent reduce in the same order.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +58,16 @@ def kill_when_checkpointed(script: str, args: list[str], checkpoint: Path, timeo
     """Run ``python -c script *args`` in a child process and SIGKILL it once ``checkpoint`` exists."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     child = subprocess.Popen([sys.executable, "-c", script, *args], env=env)
-    deadline = time.time() + timeout
-    while not checkpoint.exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    assert checkpoint.exists(), f"the child never wrote {checkpoint}"
+    try:
+        deadline = time.time() + timeout
+        while not checkpoint.exists() and time.time() < deadline and child.poll() is None:
+            time.sleep(0.05)
+    finally:
+        # Popen.send_signal does nothing once the child has exited and been reaped (poll above), so
+        # a child that ended early is never confused with whatever process reuses its pid.
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert checkpoint.exists(), f"the child never wrote {checkpoint} (exit code {child.returncode})"
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,10 @@
 import base64
 import io
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,9 @@ from streamdit.video import to_uint8
 
 RED = "a red circle moving left"
 YELLOW = "a yellow square moving up on a black background"
+
+# A hung socket or thread fails the test instead of the run.
+pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,22 @@ def receive(ws, kind, frames):
         frames.append(message)
 
 
-def live_threads():
-    return [t for t in threading.enumerate() if t.name == "streamdit-live"]
+def assert_ended(app, streams, timeout=60):
+    """Every stream of ``streams`` (the test's own LiveStreams) has ended its generator thread and
+    left the app's registry; ``timeout`` is generous for a loaded machine, a leak never ends."""
+    assert streams, "the test saw no stream"
+    for stream in streams:
+        assert stream.join(timeout), "a generator thread outlived its client"
+    deadline = time.time() + timeout
+    while app.state.streams & streams and time.time() < deadline:  # retire() forgets it after the join
+        time.sleep(0.01)
+    assert not app.state.streams & streams
+
+
+def collect(ws, frames, count):
+    """Receive until ``frames`` holds ``count`` frame messages."""
+    while len(frames) < count:
+        frames.append(receive(ws, "frame", frames))
 
 
 def test_page_has_a_canvas_a_prompt_box_and_an_fps_readout(streamer):
@@ -76,7 +92,8 @@ def test_frames_are_the_streams_frames_and_a_switch_changes_them(streamer):
         assert receive(ws, "prompt", frames)["prompt"] == YELLOW
         while frames[-1]["prompt"] != YELLOW or frames[-1]["index"] < first_of(frames, YELLOW) + 12:
             frames.append(receive(ws, "frame", frames))
-        assert len(live_threads()) == 1
+        streams = set(app.state.streams)
+        assert len(streams) == 1  # one generator for the connection, kept across the switch
     assert [m["index"] for m in frames] == list(range(len(frames)))
     assert all(m["latency_ms"] > 0 for m in frames)
     video = np.stack([decode(m) for m in frames]).astype(int)
@@ -86,10 +103,7 @@ def test_frames_are_the_streams_frames_and_a_switch_changes_them(streamer):
     assert np.array_equal(video[:switch], red[:switch])  # PNG is lossless: the exact pixels
     later = np.abs(video[switch + 8 :] - red[switch + 8 :]).mean(axis=(1, 2, 3))
     assert (later > 5).all(), later
-    deadline = time.time() + 5
-    while live_threads() and time.time() < deadline:  # the generator thread ends with its client
-        time.sleep(0.05)
-    assert not live_threads()
+    assert_ended(app, streams)  # the generator thread ends with its client
 
 
 def first_of(frames, prompt):
@@ -113,16 +127,58 @@ def test_bad_messages_are_answered_with_errors_and_the_stream_goes_on(streamer):
             assert message in receive(ws, "error", frames)["message"]
         ws.send_bytes(b"\x00\x01")
         assert "not binary ones" in receive(ws, "error", frames)["message"]
-        assert not frames and not live_threads()  # nothing valid yet: no stream
+        assert not frames and not app.state.streams  # nothing valid yet: no stream
         ws.send_json({"prompt": RED})
         receive(ws, "prompt", frames)
+        streams = set(app.state.streams)
         for raw, message in bad:
             ws.send_text(raw)
             assert message in receive(ws, "error", frames)["message"]
-        count = len(frames)
-        while len(frames) < count + 4:
-            frames.append(receive(ws, "frame", frames))
+        collect(ws, frames, len(frames) + 4)
     assert all(m["prompt"] == RED for m in frames)
+    assert_ended(app, streams)
+
+
+def test_twenty_connections_leave_no_generator_behind(streamer):
+    app = create_app(streamer, RED, seed=0, max_fps=0)
+    streams = set()
+    with TestClient(app) as client:
+        for i in range(20):
+            with client.websocket_connect("/ws") as ws:
+                ws.send_json({"prompt": RED})
+                frames = []
+                receive(ws, "prompt", frames)
+                collect(ws, frames, 1 + i % 3)  # leave at different points of the stream
+                streams |= app.state.streams
+        assert len(streams) == 20
+        assert_ended(app, streams)
+        assert client.get("/").status_code == 200
+
+
+def test_two_clients_stream_apart_and_one_leaving_mid_stream_ends_only_its_own(streamer):
+    app = create_app(streamer, RED, seed=3, max_fps=0)
+    with TestClient(app) as client, client.websocket_connect("/ws") as stays:
+        stays.send_json({"prompt": RED})
+        kept = []
+        receive(stays, "prompt", kept)
+        (mine,) = app.state.streams
+        with client.websocket_connect("/ws") as leaves:
+            leaves.send_json({"prompt": YELLOW})
+            other = []
+            receive(leaves, "prompt", other)
+            (theirs,) = app.state.streams - {mine}
+            collect(leaves, other, 3)
+            collect(stays, kept, 3)
+        assert_ended(app, {theirs})  # gone with its client, mid-stream
+        assert mine.thread.is_alive() and app.state.streams == {mine}
+        collect(stays, kept, 12)  # the remaining client's stream goes on
+    assert [m["index"] for m in kept] == list(range(len(kept)))
+    assert all(m["prompt"] == RED for m in kept) and all(m["prompt"] == YELLOW for m in other)
+    video = np.stack([decode(m) for m in kept])
+    assert np.array_equal(video, reference(streamer, RED, 3, len(kept)))  # untouched by the other client
+    yellow = np.stack([decode(m) for m in other]).astype(int)
+    assert np.abs(yellow - video[: len(other)].astype(int)).mean() > 5  # each client its own prompt
+    assert_ended(app, {mine})
 
 
 def test_a_failing_stream_reports_and_the_server_lives_on(streamer):
@@ -153,37 +209,35 @@ return {index: state.index, prompt: state.prompt, error: document.getElementById
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tiny_model_file, tmp_path):
-    """``streamdit serve`` on a free localhost port; yields its URL and process."""
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")
+    """``streamdit serve --port 0`` (the system picks a free port, the server prints its URL);
+    yields its URL and process."""
+    log_path = tmp_path / "serve.log"
+    log = open(log_path, "w")
     command = [sys.executable, "-m", "streamdit.cli", "serve", "--model", str(tiny_model_file)]
-    command += ["--device", "cpu", "--port", str(port), "--prompt", RED, "--seed", "3", "--max-fps", "25"]
+    command += ["--device", "cpu", "--port", "0", "--prompt", RED, "--seed", "3", "--max-fps", "25"]
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.time() + 90
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.time() < deadline, "streamdit serve did not answer within 90 s"
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        deadline = time.time() + 120
+        while not (found := re.search(r"demo on (http://\S+/)", log_path.read_text())):
+            assert process.poll() is None, log_path.read_text()
+            assert time.time() < deadline, (
+                f"streamdit serve printed no URL within 120 s:\n{log_path.read_text()}"
+            )
+            time.sleep(0.1)
+        url = found.group(1)
+        assert httpx.get(url, timeout=60).status_code == 200  # bound before the URL was printed
         yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         log.close()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -216,8 +217,12 @@ def run_serve(args: argparse.Namespace) -> None:
 
     streamer = streamer_from(args)
     app = create_app(streamer, args.prompt, seed=args.seed, max_fps=args.max_fps)
-    print(f"streamdit live demo on http://{args.host}:{args.port}/", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # Bind before announcing: with --port 0 the system picks a free port, and the printed URL is
+    # the one that answers (connections made before uvicorn starts wait in the listen queue).
+    sock = socket.create_server((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+    print(f"streamdit live demo on http://{host}:{port}/", file=sys.stderr, flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt", default="a large yellow square moving up on a navy background", help="the first prompt"
     )
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="0: any free port (the URL printed says which)")
     serve.add_argument("--max-fps", type=float, default=30.0, help="frames per second at most; 0 = no limit")
     serve.set_defaults(run=run_serve)
     return parser

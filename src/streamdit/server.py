@@ -88,8 +88,13 @@ class LiveStream:
             self.pending = (prompt, text)
 
     def stop(self) -> None:
+        """Tell the generator thread to end; returns at once (the thread ends within one model call)."""
         self.stopped.set()
-        self.thread.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the generator thread to end; True if it has."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
     async def messages(self) -> AsyncIterator[dict]:
         """The stream's messages in order; a credit returns when the next one is asked for (this one sent)."""
@@ -146,6 +151,7 @@ def create_app(streamer: Streamer, default_prompt: str, *, seed: int = 0, max_fp
         raise ValueError(f"max_fps must be >= 0 (0 = no limit), got {max_fps}")
     page = PAGE.read_text().replace("__DEFAULT_PROMPT__", html.escape(default_prompt, quote=True))
     app = FastAPI(title="StreamDiT live")
+    app.state.streams = set()  # the LiveStreams of the connected clients, each removed once it has ended
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -178,15 +184,28 @@ def create_app(streamer: Streamer, default_prompt: str, *, seed: int = 0, max_fp
                     continue
                 if stream is None:
                     stream = LiveStream(streamer, prompt, seed, max_fps, asyncio.get_running_loop())
+                    app.state.streams.add(stream)
                     forwarder = asyncio.create_task(forward(stream))
                 else:
                     stream.switch(prompt, text)
                 await send({"type": "prompt", "prompt": prompt})
         finally:
+            # Stop the generator before the first await: when the client goes, the server may cancel
+            # this handler, and a cancelled await here would otherwise leave the thread running forever.
+            if stream is not None:
+                stream.stop()
             if forwarder is not None:
                 forwarder.cancel()
-                await asyncio.gather(forwarder, return_exceptions=True)  # it may have failed: client gone
             if stream is not None:
-                await asyncio.to_thread(stream.stop)
+                # Shielded: even if this handler is cancelled while waiting, the join goes on and the
+                # stream leaves the registry once its thread has ended.
+                await asyncio.shield(asyncio.to_thread(retire, stream))
+            if forwarder is not None:
+                await asyncio.gather(forwarder, return_exceptions=True)  # it may have failed: client gone
+
+    def retire(stream: LiveStream) -> None:
+        """Wait for ``stream``'s thread to end, then forget it (runs in a worker thread)."""
+        stream.join()
+        app.state.streams.discard(stream)
 
     return app
