@@ -6,15 +6,21 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install data study test lint browser
+.PHONY: install constraints data study test lint browser
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every package at the exact version of constraints.txt, so a new release cannot break a fresh run.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet pip==26.3
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
+
+# Rewrite constraints.txt from the current environment (after changing pyproject.toml's dependencies).
+constraints: install
+	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
 
 # Generate the world (deterministic) unless data/ already matches data.dvc, insist that its bytes
 # hash to the pin committed in data.dvc (every machine must produce the very same bytes), and
