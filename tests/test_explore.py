@@ -33,7 +33,11 @@ def test_generate_gives_the_seeded_stream_as_uint8_and_counts_calls(streamer):
     # scheme K0-N2-c4-s8: T = 16 calls to the first chunk, 8 per further chunk; 3 chunks for 10 frames
     assert stats["scheme"] == "0,2,4,8" and stats["seed"] == 1 and stats["model_calls"] == 32
     assert stats["nfe_per_frame"] == 4.0 and stats["nfe_per_frame_run"] == pytest.approx(32 * 2 / 10)
-    assert stats["frames"] == 10 and stats["frames_per_second"] > 0 and stats["switches"] == []
+    assert stats["frames"] == 10 and stats["switches"] == []
+    # steady speed: chunks 2 and 3 (8 frames) come out after the first, within the run's time
+    assert 0 < stats["ttff_s"] < stats["seconds"]
+    assert stats["frames_per_second"] * (stats["seconds"] + 5e-4 - stats["ttff_s"]) >= 8
+    assert f"steady {stats['frames_per_second']:.1f} frames/s" in stats["summary"]
     assert "10 frames in" in stats["summary"] and "32 model calls" in stats["summary"]
 
 

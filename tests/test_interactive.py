@@ -126,17 +126,17 @@ def test_a_switch_changes_only_the_frames_after_it(streamer):
 
 
 def test_measure_switch_counts_frames_until_the_stream_is_the_new_prompts(streamer):
-    result = measure_switch(
-        streamer,
-        "a red circle moving left",
-        "a yellow square moving up on a black background",
-        switch_frame=6,
-        after=16,
-        seed=2,
-    )
+    a, b = "a red circle moving left", "a yellow square moving up on a black background"
+    result = measure_switch(streamer, a, b, switch_frame=6, after=16, seed=2)
     assert result["switch_at"] == 8 and result["identical_before_switch"]
     progress = torch.tensor(result["progress"])
-    assert len(progress) == 16 and ((progress >= 0) & (progress <= 1)).all()
+    # d_A / (d_A + d_B) by hand, from the streams the library's sampler gives (6 chunks of 4 frames)
+    chunks = follow_schedule(streamer.sampler(a, seed=2), [(0, a), (6, b)], streamer.encode)
+    switched = torch.cat([next(chunks)[0].float() for _ in range(6)], dim=1)[0, 8:]
+    d_a, d_b = (
+        (switched - streamer.sampler(p, seed=2).take(24)[0, 8:]).pow(2).mean(dim=(1, 2, 3)) for p in (a, b)
+    )
+    assert progress.tolist() == pytest.approx((d_a / (d_a + d_b)).tolist(), abs=1e-4)
     # frames in the buffer at the switch keep part of A; frames entering after it are B's
     assert progress[0] < 0.5 < progress[-1], progress
     first = int((progress >= 0.5).nonzero()[0])

@@ -111,10 +111,22 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
 
 def test_bootstrap_accepts_a_statistic_over_feature_rows():
     feats = np.random.default_rng(4).standard_normal((30, 3))
-    low, high = bootstrap_ci(
-        feats, torch.Generator().manual_seed(1), n_boot=50, statistic=lambda f: frechet_distance(f, feats)
-    )
-    assert 0.0 <= low <= high
+    seen = []
+
+    def statistic(f):
+        seen.append(f)
+        return frechet_distance(f, feats)
+
+    low, high = bootstrap_ci(feats, torch.Generator().manual_seed(1), n_boot=50, statistic=statistic)
+    # each resample is 30 whole feature rows of `feats`, drawn with replacement
+    assert len(seen) == 50 and all(f.shape == (30, 3) for f in seen)
+    assert all((f[:, None] == feats[None]).all(-1).any(-1).all() for f in seen)
+    # the percentiles of the same resamples drawn by hand (indices from the same seeded generator)
+    draws = torch.randint(30, (50, 30), generator=torch.Generator().manual_seed(1)).numpy()
+    by_hand = np.percentile([frechet_distance(feats[idx], feats) for idx in draws], [2.5, 97.5])
+    assert (low, high) == pytest.approx(tuple(by_hand), rel=1e-12)
+    # a resample repeats rows, so it is never the full set: its distance to it is > 0 (measured 0.057)
+    assert low > 0.01
     with pytest.raises(ValueError, match="level"):
         bootstrap_ci(feats, torch.Generator(), level=1.5)
 
@@ -127,7 +139,9 @@ def test_bootstrap_frechet_resamples_prompts_with_all_their_windows():
     # |mu_a - mu_b|^2 = 2 * 2^2 = 8 exactly in every resample (the shift is shared); covariances agree
     assert 7.9 < low <= 8.0 + 1e-6 and high == pytest.approx(8.0, abs=1e-6)
     near_low, near_high = bootstrap_frechet(near, real, torch.Generator().manual_seed(0), n_boot=100)
-    assert 0.0 <= near_low <= frechet_distance(near.reshape(-1, 2), real.reshape(-1, 2)) <= near_high < 0.2
+    # the bias correction takes the lower end below 0, where the floor at 0 holds it
+    assert near_low == 0.0
+    assert near_low <= frechet_distance(near.reshape(-1, 2), real.reshape(-1, 2)) <= near_high < 0.2
     assert bootstrap_frechet(near, real, torch.Generator().manual_seed(0), n_boot=100) == (
         near_low,
         near_high,
