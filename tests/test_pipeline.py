@@ -1,4 +1,5 @@
-"""The whole smoke pipeline through `make data` and `dvc repro` in a temporary copy of the repository."""
+"""The stage runner, then the whole smoke pipeline through `make data` and `dvc repro` in a temporary copy
+of the repository."""
 
 import csv
 import json
@@ -8,12 +9,14 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 
 from streamdit.evaluators import clip_retrieval, load_clip, load_split
+from streamdit.pipeline import format_seconds, parse_parameter, stage_times, summary
 from streamdit.video import read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,3 +202,42 @@ def test_dvc_plots_and_experiments(smoke_repo, tmp_path):
     assert "fewer-steps" in shown
     train = json.loads((copy / "metrics/methods_train/mixed.json").read_text())
     assert train["steps"] == 2
+
+
+# The stage runner (streamdit.pipeline) on its own.
+
+
+def test_parameters_are_read_as_papermill_reads_them():
+    values = ["True", "False", "None", "3", "-2", "0.5", "1e-3", "cpu", "models/a.pt"]
+    parsed = [parse_parameter(v) for v in values]
+    assert parsed == [True, False, None, 3, -2, 0.5, 1e-3, "cpu", "models/a.pt"]
+    assert [type(p) for p in parsed[3:7]] == [int, int, float, float]
+
+
+def executed(path, end, duration):
+    path.write_text(json.dumps({"metadata": {"papermill": {"end_time": end, "duration": duration}}}))
+
+
+def test_summary_lists_the_stages_that_ran_since_the_start_in_order(tmp_path):
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc).timestamp()
+    executed(tmp_path / "train.ipynb", "2026-01-01T12:30:00.5", 1800.5)  # papermill: UTC, no offset
+    executed(tmp_path / "data.ipynb", "2026-01-01T12:00:10+00:00", 10.0)
+    executed(tmp_path / "old.ipynb", "2026-01-01T11:59:00", 5.0)  # up to date: ran before the start
+    (tmp_path / "killed.ipynb").write_text(json.dumps({"metadata": {"papermill": {"end_time": None}}}))
+    assert stage_times(tmp_path, start) == [("data", 10.0), ("train", 1800.5)]
+    text = summary(tmp_path, start, "reports/README.md", now=start + 3725)
+    lines = text.splitlines()
+    assert lines[3].split() == ["data", "10.0", "s"]
+    assert lines[4].split() == ["train", "30", "min", "00", "s"]
+    assert lines[5].split()[:4] == ["total", "1", "h", "02"]
+    assert lines[-1] == "report: reports/README.md" and "old" not in text and "killed" not in text
+    assert "every stage was up to date" in summary(tmp_path, start + 7200, "r.md", now=start + 7300)
+
+
+def test_seconds_read_as_a_person_would():
+    assert [format_seconds(s) for s in (7.25, 65, 3599, 3660)] == [
+        "7.2 s",
+        "1 min 05 s",
+        "59 min 59 s",
+        "1 h 01 min",
+    ]
