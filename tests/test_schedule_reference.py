@@ -361,7 +361,7 @@ def test_drawable_accepts_training_draws_and_rejects_others():
     strict=True,
     reason="train.time_shift is 3 but sample.time_shift and distill.time_shift are 1, so the streams with "
     "N >= 2 chunks (main model, distillation teacher, methods) hand the model level patterns that training "
-    "never draws; the issue 'The paper's protocol' fixes the shifts",
+    "never draws (DESIGN.md section 1: one time grid everywhere); strict, so the mark goes with the cause",
 )
 def test_every_sampled_pattern_is_drawable_by_training(usages):
     """Every pattern every stream of the study hands a model lies in that model's training draw
