@@ -158,18 +158,16 @@ def test_student_stream_emits_a_chunk_every_call():
 def tiny_setup(tiny_world, tmp_path, monkeypatch):
     """A config for the tiny world and a (perturbed, untrained) teacher file in train.py's format."""
     monkeypatch.chdir(tmp_path)  # the text cache and nothing else land in the test's folder
-    cfg = load_config(PARAMS, "smoke", tiny_overrides(tiny_world))
+    return distill_setup(tiny_world, tmp_path, steps=4, warmup_steps=1, checkpoint_every=2, log_every=2)
+
+
+def distill_setup(world, tmp_path, **loop):
+    """The smoke config for ``world``, a perturbed untrained teacher saved in train.py's format, and
+    a distillation of it with the ``[0, 4, 2, 2]`` teacher scheme and the loop settings ``loop``."""
+    cfg = load_config(PARAMS, "smoke", tiny_overrides(world))
     teacher_path = tmp_path / "teacher.pt"
     save_model(teacher_path, perturbed_model(cfg.model), cfg.to_dict())
-    dcfg = DistillConfig(
-        teacher=[0, 4, 2, 2],
-        steps=4,
-        batch_size=2,
-        warmup_steps=1,
-        checkpoint_every=2,
-        log_every=2,
-        device="cpu",
-    )
+    dcfg = DistillConfig(teacher=[0, 4, 2, 2], batch_size=2, device="cpu", **loop)
     return cfg, dcfg, teacher_path
 
 
@@ -273,18 +271,8 @@ def test_distillation_overfits_one_clip(one_clip_world, tmp_path, monkeypatch):
     """60 steps on one clip: the student's loss against its teacher's segments, mean of the last 6
     steps against the first 6, falls at least 10x (measured 43x at seed 0; 35-49x over seeds 0-2)."""
     monkeypatch.chdir(tmp_path)  # the text cache and nothing else land in the test's folder
-    cfg = load_config(PARAMS, "smoke", tiny_overrides(one_clip_world))
-    teacher_path = tmp_path / "teacher.pt"
-    save_model(teacher_path, perturbed_model(cfg.model), cfg.to_dict())
-    dcfg = DistillConfig(
-        teacher=[0, 4, 2, 2],
-        steps=60,
-        batch_size=2,
-        lr=3e-3,
-        warmup_steps=5,
-        checkpoint_every=60,
-        log_every=60,
-        device="cpu",
+    cfg, dcfg, teacher_path = distill_setup(
+        one_clip_world, tmp_path, steps=60, lr=3e-3, warmup_steps=5, checkpoint_every=60, log_every=60
     )
     summary = distill(cfg, dcfg, teacher_path, tmp_path / "s.pt", work_root=tmp_path / "runs", progress=False)
     first, last = summary["loss_first"], summary["loss_last"]
