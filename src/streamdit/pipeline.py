@@ -50,9 +50,7 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: dict) -> 
     """Execute ``notebook`` with ``parameters`` into ``output``; the kernel's stderr goes to ours."""
     import papermill
 
-    name = Path(output).stem
-    print(f"stage {name}: {notebook} -> {output}", file=sys.stderr, flush=True)
-    start = time.perf_counter()
+    start = time.perf_counter()  # dvc has printed the command; the runner adds the time it took
     papermill.execute_notebook(
         str(notebook),
         str(output),
@@ -61,7 +59,8 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: dict) -> 
         stderr_file=sys.stderr,
         extra_arguments=KERNEL_ARGUMENTS,
     )
-    print(f"stage {name}: done in {format_seconds(time.perf_counter() - start)}", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - start
+    print(f"stage {Path(output).stem}: done in {format_seconds(seconds)}", file=sys.stderr, flush=True)
 
 
 def format_seconds(seconds: float) -> str:
