@@ -6,16 +6,18 @@ and scores them against the real clips with two measures that need no human eye:
 within 48 (uint8, L-inf) of the captioned object's colour per 16-frame window, and the trained world
 video encoder's colour / shape / motion / object-count accuracy on the generated windows.
 
-It was run as is on a lent GPU (``benchmarks/config_sweep_gpu.sh VARIANT ...``, all variants at once),
-whose image has no dvclive, PyAV or MiniLM wheel: hence the stubs below and the text encoder read from
-a carried fp16 cache of every needed caption's MiniLM embeddings (``CAPTIONS``; written on this
-machine from ``TextEncoder._cache`` for the train captions and the first 64 test canonical captions).
-Results: ``reports/config_sweep/`` (summary.txt, and strips of two prompts per variant).
+It runs on a GPU machine whose image has no dvclive, PyAV or MiniLM wheel
+(``benchmarks/config_sweep_gpu.sh VARIANT ...``, all variants at once): hence the stubs below and the
+text encoder read from an fp16 cache of every needed caption's MiniLM embeddings (``CAPTIONS``; from
+``TextEncoder._cache`` for the train captions and the first 64 test canonical captions).
+
+    python benchmarks/config_sweep.py VARIANT OUT_DIR      (one variant; `summarise OUT_DIR` prints all)
+
+Results: ``reports/config_sweep/`` (README.md, summary.txt, and strips of two prompts per variant).
 """
 
 import importlib.machinery  # noqa: E402
 import json
-import math
 import os
 import sys
 import types
@@ -48,6 +50,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import streamdit.text as text_mod  # noqa: E402
+from streamdit.streaming import Streamer  # noqa: E402
 from streamdit.text import TextEncoder  # noqa: E402
 
 DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
@@ -64,7 +67,7 @@ def cached_encoder(*_a, **_k):
     enc._cache = {k: (v[0].float(), v[1].float()) for k, v in stored["items"].items()}
 
     def no_encode(captions):
-        raise KeyError(f"caption not in the carried cache: {captions[:2]}")
+        raise KeyError(f"caption not in the caption cache: {captions[:2]}")
 
     enc._encode_batch = no_encode
     return enc
@@ -76,13 +79,15 @@ import streamdit.train as train_mod  # noqa: E402
 
 train_mod.load_text_encoder = cached_encoder
 
+from streamdit.checkpoint import load_model  # noqa: E402
 from streamdit.config import load_config  # noqa: E402
-from streamdit.data import COLOUR_RGB, WorldClips, render  # noqa: E402
-from streamdit.evaluate import generate_videos  # noqa: E402
+from streamdit.data import WorldClips  # noqa: E402
 from streamdit.evaluators import load_video_encoder, scene_labels  # noqa: E402
+from streamdit.metrics import colour_fraction, shape_iou  # noqa: E402
 from streamdit.schedule import Scheme  # noqa: E402
-from streamdit.train import load_model, train  # noqa: E402
+from streamdit.train import train  # noqa: E402
 from streamdit.video import from_uint8, to_uint8  # noqa: E402
+from streamdit.world import COLOUR_RGB, render  # noqa: E402
 
 S = {"train": {"startup_prob": 0.5, "time_shift": 3.0, "lr": 0.002}}
 VARIANTS = {
@@ -106,7 +111,7 @@ VARIANTS = {
     "S_win488": {"train": S["train"], "model": {"window": [4, 8, 8]}},
     "S_full_seed1": {"seed": 1, "train": S["train"], "model": {"full_attention": True}},
     "uniform_only": {"train": {"schemes": [[0, 1, 8, 16]], "scheme_probs": [1.0]}},
-    # Round 4 (params.yaml as of the x-prediction change: the S settings are the cpu profile's own).
+    # Round 4: over params.yaml's cpu profile, which holds the S settings; longer training, x-prediction.
     "cur": {},
     "cur_3000": {"train": {"steps": 3000}},
     "xpred": {"model": {"prediction": "x"}},
@@ -122,51 +127,9 @@ VARIANTS = {
 }
 
 
-def colour_mask(video: torch.Tensor, colour: str, tol: int = 48) -> torch.Tensor:
-    """[f, h, w] bool: the pixels of one video [f, c, h, w] within tol (L-inf, uint8) of ``colour``."""
-    u = torch.from_numpy(to_uint8(video)).int()  # [f, h, w, 3]
-    return (u - torch.tensor(COLOUR_RGB[colour]).int()).abs().amax(-1) <= tol
-
-
-def colour_fraction(video: torch.Tensor, colours: list[str], tol: int = 48) -> torch.Tensor:
-    """[n, f] fraction of each frame's pixels within tol (L-inf, uint8) of the captioned colour."""
-    return torch.stack(
-        [colour_mask(v, c, tol).float().mean(dim=(1, 2)) for v, c in zip(video, colours, strict=True)]
-    )
-
-
-def _centred(mask: torch.Tensor) -> torch.Tensor:
-    """A [h, w] bool mask rolled so that its centroid sits at the centre pixel."""
-    h, w = mask.shape
-    ys, xs = mask.nonzero(as_tuple=True)
-    dy, dx = h // 2 - int(ys.float().mean().round()), w // 2 - int(xs.float().mean().round())
-    return torch.roll(mask, shifts=(dy, dx), dims=(0, 1))
-
-
-def shape_iou(video: torch.Tensor, real: torch.Tensor, scenes, tol: int = 48) -> dict:
-    """Shape fidelity without a classifier, on one-object scenes: the mask of pixels within ``tol`` of
-    the captioned colour, centred on its centroid, against the real frame's centred mask (IoU), on frames
-    where both masks hold at least 3 pixels; ``disc`` is the real mask against a centred disc of its own
-    area (what a round blob of the right size would score); ``present`` the share of frames compared."""
-    h, w = video.shape[-2:]
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    d2 = (yy - h // 2) ** 2 + (xx - w // 2) ** 2  # squared distance to the centre pixel
-    ious, discs, present, total = [], [], 0, 0
-    for v, r, scene in zip(video, real, scenes, strict=True):
-        if len(scene.objects) != 1:
-            continue
-        colour = scene.objects[0].colour
-        for g, m in zip(colour_mask(v, colour, tol), colour_mask(r, colour, tol), strict=True):
-            total += 1
-            if g.sum() < 3 or m.sum() < 3:
-                continue
-            present += 1
-            gc, rc = _centred(g), _centred(m)
-            ious.append(float((gc & rc).sum() / (gc | rc).sum()))
-            disc = d2 <= float(m.sum()) / math.pi
-            discs.append(float((disc & rc).sum() / (disc | rc).sum()))
-    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    return {"iou": mean(ious), "disc": mean(discs), "present": present / max(total, 1)}
+def one_object_colours(scenes) -> list:
+    """The RGB colour of each one-object scene's object, None for a scene of two (``metrics.shape_iou``)."""
+    return [COLOUR_RGB[s.objects[0].colour] if len(s.objects) == 1 else None for s in scenes]
 
 
 def run_variant(name: str, out: Path) -> None:
@@ -179,7 +142,7 @@ def run_variant(name: str, out: Path) -> None:
     model_path = out / f"{name}.pt"
     summary = train(cfg, model_path, work_root=f"/tmp/runs/{name}", progress=False)
     model, _ = load_model(model_path, DEVICE)
-    test = WorldClips(Path(cfg.data_dir), "test", window=8)
+    test = WorldClips(Path(cfg.data_dir), "test", length=8)
     n = int(os.environ.get("SWEEP_N", 64))
     scenes = test.scenes[:n]
     prompts = test.canonical_captions[:n]
@@ -187,7 +150,8 @@ def run_variant(name: str, out: Path) -> None:
     text = enc(prompts)
     frames = 48
     real = torch.stack([from_uint8(render(s, 0, frames, 32)) for s in scenes])
-    colours = [s.objects[0].colour for s in scenes]
+    colours = [COLOUR_RGB[s.objects[0].colour] for s in scenes]
+    one_object = one_object_colours(scenes)
     labels = scene_labels(scenes)
     venc = load_video_encoder("models/evaluators/video_encoder.pt", DEVICE)
     result = {"variant": name, "summary": summary, "combos": {}}
@@ -207,26 +171,19 @@ def run_variant(name: str, out: Path) -> None:
         "colour_fraction": colour_fraction(real, colours).mean(0).reshape(3, 16).mean(1).tolist(),
         "attr": attr_acc(real),
     }
-    result["real"]["shape_iou"] = shape_iou(real, real, scenes)
+    result["real"]["shape_iou"] = shape_iou(real, real, one_object)
     scales = [float(x) for x in os.environ.get("SWEEP_CFG", "1,3,6").split(",")]
     shifts = [float(x) for x in os.environ.get("SWEEP_SHIFT", "1,3").split(",")]
     for cfg_scale in scales:
         for shift in shifts:
-            video = generate_videos(
-                model,
-                Scheme(0, 2, 4, 8),
-                text,
-                frames,
-                cfg_scale=cfg_scale,
-                shift=shift,
-                seed=1,
-                batch_size=64,
+            video = Streamer(model, None, Scheme(0, 2, 4, 8), cfg_scale, shift).videos(
+                text, frames, seed=1, batch_size=64
             )
             key = f"cfg{cfg_scale:g}_shift{shift:g}"
             result["combos"][key] = {
                 "colour_fraction": colour_fraction(video, colours).mean(0).reshape(3, 16).mean(1).tolist(),
                 "attr": attr_acc(video),
-                "shape_iou": shape_iou(video, real, scenes),
+                "shape_iou": shape_iou(video, real, one_object),
             }
             if cfg_scale == 3.0:
                 np.save(out / f"{name}_{key}.npy", np.stack([to_uint8(v) for v in video[:4]]))

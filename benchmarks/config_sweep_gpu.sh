@@ -1,7 +1,8 @@
 #!/bin/bash
-# On a lent GPU (carry scratch/ with the open_clip, ftfy, wcwidth wheels and captions_fp16.pt, and
-# models/evaluators): set up (lent_gpu.sh), run every variant concurrently, summarise.
-source "$(dirname "$0")/lent_gpu.sh"
+# The config sweep on a GPU machine (needs scratch/whl with the open_clip, ftfy, wcwidth wheels,
+# scratch/captions_fp16.pt and models/evaluators): set up (gpu_setup.sh), run every variant
+# concurrently, summarise; the summary, strips and per-variant results go to $OUT.
+source "$(dirname "$0")/gpu_setup.sh"
 run_variants benchmarks/config_sweep.py /tmp/sw "$@"
 python3 benchmarks/config_sweep.py summarise /tmp/sw
 cp /tmp/sw/summary.txt /tmp/sw/strips.png $OUT/ || true

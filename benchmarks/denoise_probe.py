@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from streamdit.checkpoint import load_model
 from streamdit.config import load_config
 from streamdit.data import WorldClips
 from streamdit.flow import interpolate, predict_clean
 from streamdit.text import load_text_encoder
-from streamdit.train import load_model
 from streamdit.video import save_strip, to_uint8
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     cfg = load_config(args.params, args.profile)
     model, _ = load_model(args.model)
-    clips = WorldClips(Path(cfg.data_dir), "test", window=cfg.model.frames, generator_seed=cfg.seed)
+    clips = WorldClips(Path(cfg.data_dir), "test", length=cfg.model.frames, generator_seed=cfg.seed)
     items = [clips[i] for i in range(args.clips)]
     x0 = torch.stack([item["frames"] for item in items])  # [b, f, c, h, w]
     captions = [item["caption"] for item in items]

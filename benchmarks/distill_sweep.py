@@ -2,8 +2,9 @@
 
 Distils the trained teacher (models/streamdit.pt) with ``streamdit.distill.distill`` under several
 settings and reports, for each student and for the teacher, the FVD of 16-frame streams against the
-real test clips (32 test prompts, the world video encoder's features, as the evaluate stage). Run on a
-lent GPU the same way as ``config_sweep.py`` (whose stubs it reuses):
+real test clips (32 test prompts, the world video encoder's features, as the evaluate stage). It runs
+on a GPU machine the same way as ``config_sweep.py`` (whose stubs it reuses;
+``benchmarks/distill_sweep_gpu.sh VARIANT ...``). Results: ``reports/distill_sweep/``.
 
     python benchmarks/distill_sweep.py VARIANT OUT_DIR      (one variant; `summarise OUT_DIR` prints all)
 """
@@ -14,18 +15,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import config_sweep as cs  # noqa: E402  (stubs and the carried caption cache)
+import config_sweep as cs  # noqa: E402  (stubs and the caption cache)
 import torch  # noqa: E402
 
 import streamdit.distill as distill_mod  # noqa: E402
+from streamdit.checkpoint import load_model  # noqa: E402
 from streamdit.config import load_config  # noqa: E402
-from streamdit.data import WorldClips, render  # noqa: E402
-from streamdit.distill import distill, student_scheme  # noqa: E402
-from streamdit.evaluate import generate_videos  # noqa: E402
+from streamdit.data import WorldClips  # noqa: E402
+from streamdit.distill import distill  # noqa: E402
 from streamdit.evaluators import load_video_encoder, world_feature_extractor  # noqa: E402
 from streamdit.metrics import frechet_distance  # noqa: E402
-from streamdit.train import load_model  # noqa: E402
+from streamdit.streaming import Streamer
 from streamdit.video import from_uint8  # noqa: E402
+from streamdit.world import render  # noqa: E402
 
 distill_mod.load_text_encoder = cs.cached_encoder
 
@@ -46,7 +48,7 @@ VARIANTS = {
 
 
 def fvd_of(model, scheme, cfg_scale, text, real_feats, features) -> float:
-    video = generate_videos(model, scheme, text, 16, cfg_scale=cfg_scale, shift=1.0, seed=5, batch_size=32)
+    video = Streamer(model, None, scheme, cfg_scale, 1.0).videos(text, 16, seed=5, batch_size=32)
     return frechet_distance(real_feats, features(video))
 
 
@@ -57,7 +59,7 @@ def run(name: str, out: Path) -> None:
     summary = distill(
         cfg, dcfg, "models/streamdit.pt", path, work_root=f"/tmp/distill/{name}", progress=False
     )
-    test = WorldClips(Path(cfg.data_dir), "test", window=8)
+    test = WorldClips(Path(cfg.data_dir), "test", length=8)
     text = cs.cached_encoder()(test.canonical_captions[:32])
     features = world_feature_extractor(load_video_encoder("models/evaluators/video_encoder.pt", cs.DEVICE))
     real = torch.stack([from_uint8(render(s, 0, 16, 32)) for s in test.scenes[:32]])
@@ -69,7 +71,7 @@ def run(name: str, out: Path) -> None:
         "variant": name,
         "summary": summary,
         "teacher_fvd": fvd_of(teacher, t_scheme, dcfg.cfg_scale, text, real_feats, features),
-        "student_fvd": fvd_of(student, student_scheme(t_scheme), 1.0, text, real_feats, features),
+        "student_fvd": fvd_of(student, t_scheme.distilled(), 1.0, text, real_feats, features),
     }
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
 

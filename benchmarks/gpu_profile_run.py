@@ -1,11 +1,11 @@
-"""The `gpu` profile's main model, cut to what one short GPU lease allows (reports/gpu_profile/).
+"""The `gpu` profile's main model cut to STEPS training steps, then its evaluation, without DVC.
 
-The whole gpu profile takes hours (README, "Profiles and knobs"); a lent GPU here comes with minutes
-and without DVC or papermill. This runs its first stages with the pipeline's own functions instead:
+The whole gpu profile takes hours (docs/pipeline.md, "Profiles"). For a GPU machine without DVC or
+papermill, this runs its first stages with the pipeline's own functions:
 ``streamdit.train.train`` on the gpu profile with ``train.steps`` cut to STEPS (the learning-rate
 schedule is the profile's own, cosine over STEPS), then ``stages.evaluate_streamdit`` with the gpu
 profile's evaluation (128 prompts, 96-frame streams) and the world evaluators of the cpu study.
-The text encoder is read from the carried MiniLM cache, as in ``config_sweep.py``.
+The text encoder is read from the MiniLM caption cache, as in ``config_sweep.py``.
 
     python benchmarks/gpu_profile_run.py STEPS OUT_DIR [DEVICE]
 """
@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import config_sweep as cs  # noqa: E402  (stubs and the carried caption cache)
+import config_sweep as cs  # noqa: E402  (stubs and the caption cache)
 
 import streamdit.stages as stages  # noqa: E402
 from streamdit.config import load_config  # noqa: E402
+from streamdit.streaming import Streamer
 from streamdit.train import train  # noqa: E402
 
 stages.load_text_encoder = cs.cached_encoder
@@ -28,15 +29,16 @@ stages.load_text_encoder = cs.cached_encoder
 def fvd_only(cfg, model_path: Path, device: str, why: str) -> dict:
     """FVD of the gpu profile's 128 test prompts (16-frame clips, its scheme and guidance) against the
     real clips, on the world video encoder's features: the part of the evaluation without CLIP."""
-    from streamdit.data import WorldClips, canonical_caption
-    from streamdit.evaluate import generate_videos, render_videos
+    from streamdit.checkpoint import load_model
+    from streamdit.data import WorldClips
+    from streamdit.evaluate import render_videos
     from streamdit.evaluators import load_video_encoder, world_feature_extractor
     from streamdit.metrics import frechet_distance
-    from streamdit.train import load_model
+    from streamdit.world import canonical_caption
 
     ecfg = cfg.evaluate
-    test = WorldClips(Path(cfg.data_dir), "test", window=8).scenes[: ecfg.prompts]
-    val = WorldClips(Path(cfg.data_dir), "val", window=8).scenes[: ecfg.prompts]
+    test = WorldClips(Path(cfg.data_dir), "test", length=8).scenes[: ecfg.prompts]
+    val = WorldClips(Path(cfg.data_dir), "val", length=8).scenes[: ecfg.prompts]
     features = world_feature_extractor(load_video_encoder("models/evaluators/video_encoder.pt", device))
     model, _ = load_model(model_path, device)
     text = cs.cached_encoder()([canonical_caption(s) for s in test])
@@ -44,15 +46,8 @@ def fvd_only(cfg, model_path: Path, device: str, why: str) -> dict:
     floor = frechet_distance(real, features(render_videos(val, ecfg.clip_frames, cfg.model.resolution)))
     result = {"clip_score": f"not measured: {why}", "fvd_floor": floor, "schemes": {}}
     for scheme in ecfg.parsed_schemes:
-        video = generate_videos(
-            model,
-            scheme,
-            text,
-            ecfg.clip_frames,
-            cfg_scale=ecfg.cfg_scale,
-            shift=cfg.sample.time_shift,
-            seed=ecfg.seed,
-            batch_size=ecfg.batch_size,
+        video = Streamer(model, None, scheme, ecfg.cfg_scale, cfg.sample.time_shift).videos(
+            text, ecfg.clip_frames, seed=ecfg.seed, batch_size=ecfg.batch_size
         )
         result["schemes"][str(scheme)] = {"fvd": frechet_distance(real, features(video))}
     return result

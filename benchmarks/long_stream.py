@@ -8,7 +8,7 @@ prompt. Frames are scored and dropped as they come, so only the buffer and one w
     python benchmarks/long_stream.py --model models/student.pt --distilled --frames 10000
 
 writes ``reports/long_stream/long_stream.json`` and ``long_stream.png`` (run from the repository root
-after `dvc repro`; the numbers in the note of the reliability issue come from this script).
+after `dvc repro`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from streamdit.config import load_config, resolve_device
-from streamdit.distill import student_scheme
-from streamdit.evaluators import load_clip
+from streamdit.acceleration import resolve_device
+from streamdit.checkpoint import load_model
+from streamdit.clip import load_clip
+from streamdit.config import load_config
 from streamdit.sampling import StreamSampler
-from streamdit.stages import evaluation_prompts
+from streamdit.stages import prompts_to_sample
 from streamdit.text import load_text_encoder
-from streamdit.train import load_model
 
 
 def resident_mib() -> float:
@@ -55,11 +55,11 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(cfg.sample.device)
     model, _ = load_model(args.model, device)
     if args.distilled:
-        scheme, cfg_scale = student_scheme(cfg.distill.teacher_scheme), 1.0
+        scheme, cfg_scale = cfg.distill.teacher_scheme.distilled(), 1.0
     else:
         scheme, cfg_scale = cfg.sample.parsed_scheme, cfg.sample.cfg_scale
     scorer = load_clip(Path(args.evaluators) / "clip.pt", device)
-    prompts, _ = evaluation_prompts(cfg, 1)
+    prompts, _ = prompts_to_sample(cfg, 1)
     sampler = StreamSampler(
         model,
         scheme,

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamdit.data import WorldConfig, generate_dataset
+from streamdit.data import generate_dataset
+from streamdit.world import WorldConfig
 
 # One torch thread here and in every child process the tests start: the tests' models are tiny, and
 # two threads each in processes that share 2 cores with other work run many times slower (each
@@ -77,8 +78,8 @@ def tiny_model_file(tiny_world, tmp_path_factory):
     settings (scheme [0, 2, 4, 8], guidance 3)."""
     from test_model import _trained_like
 
+    from streamdit.checkpoint import save_model
     from streamdit.config import load_config
-    from streamdit.train import save_model
 
     cfg = load_config(
         Path(__file__).resolve().parents[1] / "params.yaml", "smoke", tiny_overrides(tiny_world)

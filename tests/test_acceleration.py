@@ -7,8 +7,9 @@ import torch
 from test_model import _inputs, _trained_like
 
 from streamdit.acceleration import autocast, compile_model
-from streamdit.config import TrainConfig, parse_overrides
+from streamdit.config import TrainConfig
 from streamdit.model import TINY
+from streamdit.params import parse_overrides
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
 from streamdit.text import TextEmbedding

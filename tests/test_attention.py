@@ -14,24 +14,26 @@ def _qkv(grid, batch=2, heads=2, head_dim=8, seed=0):
 
 
 @pytest.mark.parametrize(
-    "grid, window, shift",
+    "grid, window, stagger",
     [
         ((4, 4, 4), (2, 2, 2), (0, 0, 0)),
         ((4, 4, 4), (2, 2, 2), (1, 1, 1)),
         ((5, 6, 7), (2, 4, 3), (1, 2, 1)),  # no axis divisible by its window
-        ((3, 5, 4), (4, 4, 4), (2, 2, 2)),  # frames and cols covered whole, rows split and shifted
+        ((3, 5, 4), (4, 4, 4), (2, 2, 2)),  # frames and cols covered whole, rows split and staggered
         ((8, 2, 2), (4, 1, 2), (3, 0, 1)),
         ((1, 3, 3), (1, 2, 2), (0, 1, 0)),
     ],
 )
-def test_windowed_matches_dense_mask(grid, window, shift):
+def test_windowed_matches_dense_mask(grid, window, stagger):
     q, k, v = _qkv(grid)
-    dense = F.scaled_dot_product_attention(q, k, v, attn_mask=window_mask(grid, window, shift))
-    torch.testing.assert_close(windowed_attention(q, k, v, grid, window, shift), dense, atol=1e-5, rtol=1e-5)
+    dense = F.scaled_dot_product_attention(q, k, v, attn_mask=window_mask(grid, window, stagger))
+    torch.testing.assert_close(
+        windowed_attention(q, k, v, grid, window, stagger), dense, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_mask_counts_tokens_per_window():
-    # grid 5 frames, window 2, shift 1: frame windows {0}, {1, 2}, {3, 4}; rows/cols split 3 -> {0, 1}, {2}.
+    # grid 5 frames, window 2, stagger 1: frame windows {0}, {1, 2}, {3, 4}; rows/cols split 3 -> {0, 1}, {2}.
     mask = window_mask((5, 3, 3), (2, 2, 2), (1, 0, 0))
     frame_sizes = torch.tensor([1, 2, 2, 2, 2])
     row_sizes = torch.tensor([2, 2, 1])
@@ -53,38 +55,38 @@ def test_window_covering_everything_is_full_attention(window):
 def test_shifted_windows_never_wrap_around():
     grid = (8, 2, 2)
     first, last = slice(0, 4), slice(28, 32)  # tokens of the oldest and the newest frame
-    for shift in range(4):
-        mask = window_mask(grid, (4, 2, 2), (shift, 0, 0))
+    for stagger in range(4):
+        mask = window_mask(grid, (4, 2, 2), (stagger, 0, 0))
         assert not mask[first, last].any()
-    # A shift of 2 with windows of 4 frames groups frames {0, 1}, {2..5}, {6, 7}.
+    # A stagger of 2 with windows of 4 frames groups frames {0, 1}, {2..5}, {6, 7}.
     mask = window_mask(grid, (4, 2, 2), (2, 0, 0))
     assert mask[0, 4 * 1].item() and not mask[0, 4 * 2].item() and mask[4 * 2, 4 * 5].item()
 
 
 def test_output_depends_only_on_keys_in_window():
-    grid, window, shift = (4, 4, 4), (2, 2, 2), (1, 1, 1)
+    grid, window, stagger = (4, 4, 4), (2, 2, 2), (1, 1, 1)
     q, k, v = _qkv(grid, batch=1)
-    mask = window_mask(grid, window, shift)
+    mask = window_mask(grid, window, stagger)
     token = 21  # frame 1, row 1, col 1
     inside = int(mask[token].nonzero()[-1])
     outside = int((~mask[token]).nonzero()[0])
     assert inside != token
-    base = windowed_attention(q, k, v, grid, window, shift)[..., token, :]
+    base = windowed_attention(q, k, v, grid, window, stagger)[..., token, :]
     for key, should_change in [(inside, True), (outside, False)]:
         k2, v2 = k.clone(), v.clone()
         k2[..., key, :] += 1.0
         v2[..., key, :] += 1.0
-        out = windowed_attention(q, k2, v2, grid, window, shift)[..., token, :]
+        out = windowed_attention(q, k2, v2, grid, window, stagger)[..., token, :]
         assert (not torch.allclose(out, base, atol=1e-4)) == should_change
 
 
 @pytest.mark.parametrize(
-    "window, shift, message",
-    [((0, 2, 2), (0, 0, 0), "window"), ((2, 2, 2), (2, 0, 0), "shift"), ((2, 2), (0, 0), "3 entries")],
+    "window, stagger, message",
+    [((0, 2, 2), (0, 0, 0), "window"), ((2, 2, 2), (2, 0, 0), "stagger"), ((2, 2), (0, 0), "3 entries")],
 )
-def test_invalid_windows_raise(window, shift, message):
+def test_invalid_windows_raise(window, stagger, message):
     with pytest.raises(ValueError, match=message):
-        window_mask((4, 4, 4), window, shift)
+        window_mask((4, 4, 4), window, stagger)
 
 
 def test_token_count_must_match_grid():

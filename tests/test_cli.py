@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamdit.cli import build_parser, main, write_stream
-from streamdit.interactive import load_streamer
+from streamdit.cli import build_parser, main
+from streamdit.streaming import load_streamer, write_stream
 from streamdit.video import Mp4Writer, read_video, to_uint8, write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +83,12 @@ def test_raw_frames_on_stdout(tiny_model_file, streamer, capsysbinary):
     assert np.array_equal(frames, to_uint8(streamer.sampler("a red circle", seed=7).take(6)[0]))
 
 
-def test_schedule_file_switches_the_prompt(tiny_model_file, streamer, tmp_path):
+def test_timeline_file_switches_the_prompt(tiny_model_file, streamer, tmp_path):
     a, b = "a red circle moving left", "a yellow square moving up on a black background"
-    schedule = tmp_path / "prompts.txt"
-    schedule.write_text(f"0: {a}\n8: {b}\n")
+    timeline = tmp_path / "prompts.txt"
+    timeline.write_text(f"0: {a}\n8: {b}\n")
     out = tmp_path / "s.gif"
-    run(tiny_model_file, f"stream --schedule {schedule} --frames 20 --scale 1 --seed 2 --out {out}")
+    run(tiny_model_file, f"stream --timeline {timeline} --frames 20 --scale 1 --seed 2 --out {out}")
     video = read_video(out).astype(float)
     assert video.shape == (20, 16, 16, 3)
     alone = to_uint8(streamer.sampler(a, seed=2).take(20)[0]).astype(float)
@@ -134,9 +134,9 @@ def test_v2v_regenerates_every_input_frame(tiny_model_file, tmp_path, capsys):
         ("stream --prompt a --scheme zero --out x.mp4", "invalid literal for int"),
         ("stream --prompt a --out x.avi", "--out must end in .mp4 or .gif"),
         ("stream --prompt a --frames 0 --out x.gif", "an endless stream cannot go to a GIF"),
-        ("stream --out x.mp4", "give either --prompt or --schedule"),
-        ("stream --prompt a --schedule missing.txt --out x.mp4", "give either"),
-        ("stream --schedule missing.txt --out x.mp4", "cannot read the prompt schedule"),
+        ("stream --out x.mp4", "give either --prompt or --timeline"),
+        ("stream --prompt a --timeline missing.txt --out x.mp4", "give either"),
+        ("stream --timeline missing.txt --out x.mp4", "cannot read the prompt timeline"),
         ("stream --prompt a --cfg-scale -2 --out x.mp4", "cfg_scale must be >= 0"),
         ("v2v --input missing.mp4 --prompt a --out x.mp4", "cannot read video .*no such file"),
         ("v2v --input junk.mp4 --prompt a --out x.mp4", "cannot read video .*junk.mp4"),

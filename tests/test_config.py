@@ -40,7 +40,7 @@ def test_unknown_keys_and_profiles_are_named():
 
 
 def test_fields_left_at_their_default_can_be_set(tmp_path):
-    """params.yaml does not list train.precision or train.compile, yet the README's
+    """params.yaml does not list train.precision or train.compile, yet docs/pipeline.md's
     `dvc exp run -S profiles.gpu.train.precision=bf16` and `--set train.compile=default` must work."""
     raw = yaml.safe_load(PARAMS.read_text())
     assert "precision" not in raw["train"] and "compile" not in raw["train"]

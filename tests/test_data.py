@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from streamdit.data import (
+from streamdit.data import VideoFolderClips, WorldClips, generate_dataset, main
+from streamdit.video import write_mp4
+from streamdit.world import (
     BACKGROUND_RGB,
     COLOUR_RGB,
     COLOURS,
@@ -19,20 +21,15 @@ from streamdit.data import (
     SPLITS,
     ObjectSpec,
     SceneSpec,
-    VideoFolderClips,
-    WorldClips,
     WorldConfig,
     canonical_caption,
     caption,
-    generate_dataset,
-    main,
     render,
     render_stream,
     sample_scene,
     scene_from_dict,
     scene_to_dict,
 )
-from streamdit.video import write_mp4
 
 RES = 32
 
@@ -267,7 +264,7 @@ def test_generate_dataset_is_byte_identical_and_respects_heldout(tmp_path):
 
 def test_world_clips_items_and_errors(tmp_path):
     generate_dataset(tiny_config(), tmp_path)
-    data = WorldClips(tmp_path, "train", window=4, generator_seed=3)
+    data = WorldClips(tmp_path, "train", length=4, generator_seed=3)
     assert len(data) == 12 and len(data.captions) == 12 and len(data.scenes) == 12
     item = data[5]
     assert item["frames"].shape == (4, 3, 16, 16) and item["frames"].dtype == torch.float32
@@ -276,17 +273,17 @@ def test_world_clips_items_and_errors(tmp_path):
     clip = np.load(tmp_path / "train.npy")[5]
     as_uint8 = ((item["frames"].permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
     assert any(np.array_equal(as_uint8, clip[o : o + 4]) for o in range(3))
-    fresh, again = (WorldClips(tmp_path, "train", window=4, generator_seed=3) for _ in range(2))
+    fresh, again = (WorldClips(tmp_path, "train", length=4, generator_seed=3) for _ in range(2))
     windows = [fresh[i]["frames"] for i in range(12)]
     assert all(torch.equal(w, again[i]["frames"]) for i, w in enumerate(windows))
-    other = WorldClips(tmp_path, "train", window=4, generator_seed=4)
+    other = WorldClips(tmp_path, "train", length=4, generator_seed=4)
     assert not all(torch.equal(w, other[i]["frames"]) for i, w in enumerate(windows))
     with pytest.raises(ValueError, match=r"frames_per_clip=6.*7"):
-        WorldClips(tmp_path, "train", window=7)
+        WorldClips(tmp_path, "train", length=7)
     with pytest.raises(ValueError, match="trian"):
-        WorldClips(tmp_path, "trian", window=4)
+        WorldClips(tmp_path, "trian", length=4)
     with pytest.raises(FileNotFoundError, match="python -m streamdit.data"):
-        WorldClips(tmp_path / "missing", "train", window=4)
+        WorldClips(tmp_path / "missing", "train", length=4)
     with pytest.raises(IndexError):
         data[12]
 
@@ -302,7 +299,7 @@ def test_video_folder_clips(tmp_path):
         writer.writerow(["path", "caption"])
         writer.writerow(["long.mp4", "a horizontal gradient, getting greener"])
         writer.writerow(["clips/short.mp4", "too short"])
-    data = VideoFolderClips(tmp_path, window=8, resolution=16, generator_seed=0)
+    data = VideoFolderClips(tmp_path, length=8, resolution=16, generator_seed=0)
     assert len(data) == 2 and data.captions[1] == "too short"
     item = data[0]
     assert item["frames"].shape == (8, 3, 16, 16) and item["caption"].startswith("a horizontal")
@@ -311,11 +308,11 @@ def test_video_folder_clips(tmp_path):
     assert float(red[:, :, -1].mean() - red[:, :, 0].mean()) > 1.2
     green = item["frames"][:, 1].mean(dim=(1, 2))
     assert torch.all(torch.diff(green) > 0.1)  # consecutive frames of the window, in order
-    with pytest.raises(ValueError, match=r"short\.mp4 has 3 frames.*window=8"):
+    with pytest.raises(ValueError, match=r"short\.mp4 has 3 frames.*length=8"):
         data[1]
     (tmp_path / "captions.csv").write_text("path,caption\nnope.mp4,x\n")
     with pytest.raises(FileNotFoundError, match="nope.mp4"):
-        VideoFolderClips(tmp_path, window=4, resolution=16)
+        VideoFolderClips(tmp_path, length=4, resolution=16)
 
 
 def test_cli_generates_from_the_params_profile(tmp_path, capsys):

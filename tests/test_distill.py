@@ -11,15 +11,14 @@ from test_model import _trained_like as perturbed_model  # zero-init layers pert
 from test_sampling import FakeModel, oracle_towards, text
 from test_train import make_one_clip_world
 
+from streamdit.checkpoint import CHECKPOINT, load_model, save_model
 from streamdit.config import DistillConfig, load_config
 from streamdit.distill import (
     distill,
     distill_key,
     distill_loss_history,
     distillation_loss,
-    nfe_per_frame,
     segment_target,
-    student_scheme,
     teacher_segment,
 )
 from streamdit.flow import euler_step, interpolate
@@ -28,7 +27,6 @@ from streamdit.sampling import StreamSampler, guided_velocity
 from streamdit.schedule import Scheme, buffer_levels, time_grid
 from streamdit.stages import sample_teacher_vs_student
 from streamdit.text import TextEmbedding
-from streamdit.train import CHECKPOINT, load_model, save_model
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 TEACHERS = [Scheme(0, 2, 4, 8), Scheme(0, 4, 2, 4), Scheme(2, 3, 2, 3), Scheme(0, 1, 8, 16)]
@@ -46,7 +44,7 @@ def random_text(batch, dim, seed=0):
 @pytest.mark.parametrize("teacher", TEACHERS)
 @pytest.mark.parametrize("shift", [1.0, 3.0])
 def test_student_grid_is_the_teachers_grid_points(teacher, shift):
-    student = student_scheme(teacher)
+    student = teacher.distilled()
     assert student == Scheme(teacher.K, teacher.N, teacher.c, 1) and student.T == teacher.N
     assert torch.allclose(time_grid(student.T, shift), time_grid(teacher.T, shift)[:: teacher.s])
     # Student offset o' and teacher offset o' * s give every frame the same level, start-up included.
@@ -60,7 +58,7 @@ def test_student_grid_is_the_teachers_grid_points(teacher, shift):
 
 def test_schemes_that_cannot_be_distilled_are_rejected():
     with pytest.raises(ValueError, match="s=1"):
-        student_scheme(Scheme(0, 8, 1, 1))
+        Scheme(0, 8, 1, 1).distilled()
     with pytest.raises(ValueError, match=r"distill.teacher \[0, 8, 1, 1\] has s=1"):
         DistillConfig(teacher=[0, 8, 1, 1])
     with pytest.raises(ValueError, match="startup_prob must be in"):
@@ -76,7 +74,7 @@ def test_regression_target_is_the_teachers_multistep_result():
     offset = torch.tensor([0.0, 0.6, -1.5, -2.0], dtype=torch.float64)  # two steady, two start-up rows
     started = torch.tensor([True, True, False, False])
     txt = random_text(4, 24)
-    student = student_scheme(teacher_scheme)
+    student = teacher_scheme.distilled()
     t_now = buffer_levels(student, offset, shift, started).float()
     t_next = buffer_levels(student, offset + 1, shift, started).float()
     x_t = interpolate(x0, noise, t_now)
@@ -137,14 +135,14 @@ def test_nfe_per_frame_matches_a_long_stream(scheme, cfg_scale):
     rows.clear()
     emitted = sampler.emitted
     sampler.take(6 * scheme.B)
-    assert sum(rows) / 2 / (sampler.emitted - emitted) == pytest.approx(nfe_per_frame(scheme, cfg_scale))
-    assert nfe_per_frame(scheme, cfg_scale) == scheme.s / scheme.c * (1 if cfg_scale == 1.0 else 2)
+    assert sum(rows) / 2 / (sampler.emitted - emitted) == pytest.approx(scheme.nfe_per_frame(cfg_scale))
+    assert scheme.nfe_per_frame(cfg_scale) == scheme.s / scheme.c * (1 if cfg_scale == 1.0 else 2)
 
 
 def test_student_stream_emits_a_chunk_every_call():
     """With s = 1 the first chunk leaves after N calls, then one chunk of c frames per call: a frame
     crosses the buffer in N calls, and N calls emit a buffer's worth (N * c) of frames."""
-    student = student_scheme(Scheme(1, 3, 2, 4))
+    student = Scheme(1, 3, 2, 4).distilled()
     sampler = StreamSampler(FakeModel(oracle_towards(0.0), frames=student.B), student, text())
     emitted_at = []
     for _ in range(4 * student.N):

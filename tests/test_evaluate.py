@@ -5,45 +5,38 @@ import pytest
 import torch
 from torch import nn
 
-from streamdit.config import EvalConfig, window_offsets
-from streamdit.data import ObjectSpec, SceneSpec, canonical_caption
+from streamdit.clip import ClipConfig, build_clip, own_clip_scorer
+from streamdit.config import EvalConfig, clip_offsets
 from streamdit.evaluate import (
+    Judges,
+    clip_features,
     evaluate_model,
     frame_scores,
-    frames_to_reach,
     long_stream_quality,
     quality_over_time,
     render_videos,
     switch_responsiveness,
-    switch_streams,
-    window_features,
-    write_report,
-    write_teacher_vs_student,
 )
-from streamdit.evaluators import (
-    ClipConfig,
-    FeatureExtractor,
-    VideoEncoder,
-    VideoEncoderConfig,
-    build_clip,
-    own_clip_scorer,
-    world_feature_extractor,
-)
+from streamdit.evaluators import FeatureExtractor, VideoEncoder, VideoEncoderConfig, world_feature_extractor
+from streamdit.metrics import frames_to_reach
 from streamdit.model import ModelConfig, build_model
 from streamdit.schedule import Scheme
+from streamdit.streaming import Streamer
+from streamdit.tables import write_report, write_teacher_vs_student
 from streamdit.text import TextEmbedding
+from streamdit.world import ObjectSpec, SceneSpec, canonical_caption
 
 
-def test_window_offsets():
-    assert window_offsets(64, 16, 16) == [0, 16, 32, 48]
-    assert window_offsets(40, 16, 16) == [0, 16]
-    assert window_offsets(16, 16, 5) == [0]
+def test_clip_offsets():
+    assert clip_offsets(64, 16, 16) == [0, 16, 32, 48]
+    assert clip_offsets(40, 16, 16) == [0, 16]
+    assert clip_offsets(16, 16, 5) == [0]
     with pytest.raises(ValueError, match="long_frames >= clip_frames"):
-        window_offsets(8, 16, 4)
+        clip_offsets(8, 16, 4)
 
 
 def test_eval_config_validation():
-    assert EvalConfig(long_frames=48, window_every=16).offsets == [0, 16, 32]
+    assert EvalConfig(long_frames=48, clip_every=16).offsets == [0, 16, 32]
     with pytest.raises(ValueError, match="switch_pairs"):
         EvalConfig(prompts=4, switch_pairs=4)
     with pytest.raises(ValueError, match="long_frames"):
@@ -93,11 +86,11 @@ def test_long_stream_quality_pools_windows_and_brackets_them_by_the_bootstrap():
     generated = real.clone()
     generated[:, 8:] += 1.0  # only the window at 8 drifts: 4 features moved by 1 in 1 of 3 windows
     scores = torch.arange(20.0)[:, None].expand(20, 12)
-    feats = window_features(generated, real, [0, 4, 8], 4, mean_frame_features())
+    feats = clip_features(generated, real, [0, 4, 8], 4, mean_frame_features())
     assert feats[0].shape == (20, 3, 4)
     out = long_stream_quality(*feats, scores, torch.Generator().manual_seed(0), 100, 0.9)
     pooled = quality_over_time(generated, real, scores, [0, 4, 8], 4, mean_frame_features())
-    assert out["windows"] == 3 and out["level"] == 0.9
+    assert out["clips"] == 3 and out["level"] == 0.9
     assert out["fvd"] > max(r["fvd"] for r in pooled[:2]) and out["fvd"] > 0.5
     assert out["fvd_ci"][0] <= out["fvd"] <= out["fvd_ci"][1]
     assert out["clip_score"] == pytest.approx(9.5)  # the mean of the per-prompt scores 0..19
@@ -128,16 +121,8 @@ def constant_text(values):
 
 def test_switch_streams_follow_the_new_prompt_from_the_next_chunk():
     scheme = Scheme(K=0, N=2, c=4, s=2)
-    frames, switch_at = switch_streams(
-        ConstantTargetModel(),
-        scheme,
-        constant_text([0.5, -0.5]),
-        constant_text([-0.25, 0.75]),
-        switch_frame=6,
-        after=8,
-        cfg_scale=1.0,
-        shift=1.0,
-        seed=0,
+    frames, switch_at = Streamer(ConstantTargetModel(), None, scheme, 1.0, 1.0).switched(
+        constant_text([0.5, -0.5]), constant_text([-0.25, 0.75]), switch_frame=6, after=8, seed=0
     )
     assert switch_at == 8  # 6 frames rounded up to whole chunks of 4
     assert frames.shape == (2, 16, 1, 4, 4)
@@ -175,7 +160,7 @@ def tiny_evaluation():
     ecfg = EvalConfig(
         prompts=3,
         long_frames=20,
-        window_every=4,
+        clip_every=4,
         batch_size=2,
         schemes=[[0, 4, 2, 2], [0, 8, 1, 1]],
         switch_pairs=2,
@@ -195,14 +180,11 @@ def tiny_evaluation():
     metrics = evaluate_model(
         model,
         fake_text_encoder(8),
-        test_scenes,
-        scenes(4, "grey"),
+        (test_scenes, scenes(4, "grey")),
         ecfg,
-        features,
-        scorer,
+        Judges(features, scorer, "tiny untrained"),
         shift=1.0,
         device="cpu",
-        clip_model_name="tiny untrained",
     )
     return metrics, ecfg, scorer, test_scenes
 
@@ -210,7 +192,7 @@ def tiny_evaluation():
 def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
     metrics, ecfg, scorer, test_scenes = tiny_evaluation()
     assert metrics["features"] == "world-video-encoder" and metrics["prompts"] == 3
-    assert [w["offset"] for w in metrics["real"]["windows"]] == [0, 4]
+    assert [w["offset"] for w in metrics["real"]["clips"]] == [0, 4]
     assert set(metrics["schemes"]) == {"K0-N4-c2-s2", "K0-N8-c1-s1"}
     real = render_videos(test_scenes, 16, 16)
     expected_real = frame_scores(scorer, real, [canonical_caption(s) for s in test_scenes]).mean()
@@ -218,12 +200,12 @@ def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
     for scheme in ecfg.parsed_schemes:
         m = metrics["schemes"][str(scheme)]
         # the reported FVD is the first window's (the generated clips), as the module docstring says
-        assert m["finite"] and math.isfinite(m["fvd"]) and m["fvd"] == m["windows"][0]["fvd"]
-        assert [w["offset"] for w in m["windows"]] == [0, 4]
+        assert m["finite"] and math.isfinite(m["fvd"]) and m["fvd"] == m["clips"][0]["fvd"]
+        assert [w["offset"] for w in m["clips"]] == [0, 4]
         low, high = m["long_stream"]["fvd_ci"]
         # the bias-corrected interval brackets the pooled estimate (measured: 1.4e-4 <= 2.5e-4 <= 4.1e-4
         # and 0 <= 4.4e-5 <= 1.7e-4 for the two schemes)
-        assert low <= m["long_stream"]["fvd"] <= high and m["long_stream"]["windows"] == 2
+        assert low <= m["long_stream"]["fvd"] <= high and m["long_stream"]["clips"] == 2
         real_clip = metrics["real"]["clip_score"]
         assert m["clip_score_ratio"] == (
             pytest.approx(m["clip_score"] / real_clip) if real_clip > 0 else None
@@ -259,7 +241,7 @@ def fake_eval_metrics(fvd, fps, nfe, cfg_scale, scheme):
         "fvd": fvd,
         "clip_score": 20.0,
         "clip_score_ratio": 0.8,
-        "windows": [window],
+        "clips": [window],
         "switch": {"frames_mean": 3.0, "reached_fraction": 1.0},
         "latency": latency,
     }
@@ -267,7 +249,7 @@ def fake_eval_metrics(fvd, fps, nfe, cfg_scale, scheme):
         "features": "world-video-encoder",
         "clip_model": "world-clip",
         "cfg_scale": cfg_scale,
-        "real": {"fvd_floor": 0.1, "clip_score": 25.0, "windows": [{"offset": 0, "fvd": 0.1}]},
+        "real": {"fvd_floor": 0.1, "clip_score": 25.0, "clips": [{"offset": 0, "fvd": 0.1}]},
         "schemes": {scheme: scheme_metrics},
     }
 

@@ -5,30 +5,30 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
-from streamdit.data import ObjectSpec, SceneSpec, WorldConfig, generate_dataset, scene_from_dict
+from streamdit.checkpoint import save_evaluator
+from streamdit.clip import (
+    ClipConfig,
+    build_clip,
+    clip_retrieval,
+    load_clip,
+    load_pretrained_clip,
+    middle_frames,
+    own_clip_scorer,
+)
+from streamdit.data import clip_batch, generate_dataset, load_split
+from streamdit.evaluator_training import train_clip, train_video_encoder
 from streamdit.evaluators import (
     ATTRIBUTES,
-    ClipConfig,
     FeatureExtractor,
     VideoEncoder,
     VideoEncoderConfig,
-    build_clip,
-    clip_batch,
-    clip_retrieval,
-    load_clip,
     load_i3d_torchscript,
-    load_pretrained_clip,
-    load_split,
     load_video_encoder,
-    middle_frames,
-    own_clip_scorer,
-    save_evaluator,
     scene_labels,
-    train_clip,
-    train_video_encoder,
     world_feature_extractor,
 )
 from streamdit.video import from_uint8
+from streamdit.world import ObjectSpec, SceneSpec, WorldConfig, scene_from_dict
 
 TINY_CLIP = ClipConfig(embed_dim=16, vision_width=32, vision_layers=1, text_width=32, text_layers=1, heads=2)
 TINY_ENCODER = VideoEncoderConfig(widths=(8, 16, 16), feature_dim=12)

@@ -7,13 +7,13 @@ import nbformat
 import numpy as np
 import papermill
 import pytest
-from test_interactive import constant_encode, towards_pooled
 from test_sampling import FakeModel
+from test_streaming import constant_encode, towards_pooled
 
 from streamdit.config import load_config
 from streamdit.explore import Explorer, generate, read_prompts, scheme_choices, video_html
-from streamdit.interactive import Streamer, load_streamer
 from streamdit.schedule import Scheme
+from streamdit.streaming import Streamer, load_streamer
 from streamdit.video import read_video, to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def test_scheme_guidance_and_seed_override_the_stored_ones(streamer):
     assert stats["model_calls"] == 24 and stats["nfe_per_frame"] == 2.0 and stats["cfg_scale"] == 1.0
 
 
-def test_a_scheduled_prompt_takes_over_at_the_next_chunk_boundary():
+def test_a_timeline_prompt_takes_over_at_the_next_chunk_boundary():
     """An exact velocity lands each frame on its prompt's target value: the switch at frame 6 shows
     from chunk 8..11 on, and the stats say so."""
     fake = Streamer(
@@ -73,7 +73,7 @@ def test_a_tiny_model_stream_switches_where_the_stats_say(streamer):
     assert np.array_equal(frames[:8], alone[:8]) and not np.array_equal(frames[12:], alone[12:])
 
 
-def test_text_is_a_schedule_only_when_it_starts_with_a_frame():
+def test_text_is_a_timeline_only_when_it_starts_with_a_frame():
     assert read_prompts("  a red circle: moving left ") == [(0, "a red circle: moving left")]
     assert read_prompts("# switch\n0: a red circle\n 8 : a blue square") == [
         (0, "a red circle"),
@@ -86,7 +86,7 @@ def test_text_is_a_schedule_only_when_it_starts_with_a_frame():
     [
         ("", {}, "captions must be non-empty strings, got ''"),
         ("  \n ", {}, "captions must be non-empty strings"),
-        (f"0: {RED}\n4:  ", {}, "schedule, line 2: captions must be non-empty strings"),
+        (f"0: {RED}\n4:  ", {}, "timeline, line 2: captions must be non-empty strings"),
         (f"2: {RED}", {}, "line 1: the first prompt must start at frame 0, got 2"),
         (RED, {"scheme": "0,2,4"}, r"scheme '0,2,4' is not 'K,N,c,s' \(four integers such as '0,2,4,8'\)"),
         (RED, {"scheme": "a,b,c,d"}, "scheme 'a,b,c,d' is not 'K,N,c,s'"),
@@ -159,7 +159,7 @@ def test_the_notebook_runs_without_a_person(tiny_model_file, tmp_path):
             "params_file": str(ROOT / "params.yaml"),
             "profile": "smoke",
             "prompt": RED,
-            "schedule": f"0: {RED}\n4: {BLUE}",
+            "timeline": f"0: {RED}\n4: {BLUE}",
             "scheme": "0,4,2,4",
             "frames": 8,
             "interactive": False,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from streamdit.latency import measure_stream_latency, run_stream
+from streamdit.latency import measure_stream_latency, time_stream
 
 
 class Clock:
@@ -36,7 +36,7 @@ class FakeStream:
 
 def test_run_stream_records_first_chunk_and_gaps():
     clock = Clock()
-    first, gaps, sizes, marks = run_stream(FakeStream(clock), frames=10, clock=clock, sync=lambda: None)
+    first, gaps, sizes, marks = time_stream(FakeStream(clock), frames=10, clock=clock, sync=lambda: None)
     # 6 calls of 0.5 s to the first chunk, then a chunk of 3 frames every 2 calls (1 s); 12 >= 10 frames
     assert first == pytest.approx(3.0)
     assert gaps == pytest.approx([1.0, 1.0, 1.0]) and sizes == [3, 3, 3]

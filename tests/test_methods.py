@@ -7,8 +7,10 @@ import yaml
 from conftest import tiny_overrides
 from test_train import fits_scheme, record_training_batches
 
-from streamdit.methods import compare_methods, method_config, resolve_methods
-from streamdit.train import load_model, run_key, train
+from streamdit.checkpoint import load_model
+from streamdit.methods import method_config, resolve_methods
+from streamdit.tables import compare_methods
+from streamdit.train import run_key, train
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -110,7 +112,7 @@ def fake_evaluation(fvd, scheme="K0-N2-c4-s8"):
         {"offset": 8, "fvd": fvd + 2, "clip_score": 20.0},
     ]
     latency = {"frames_per_second": 10.0, "nfe_per_frame": 4.0}
-    return {"long_stream": long, "windows": windows, "latency": latency, "scheme": scheme}
+    return {"long_stream": long, "clips": windows, "latency": latency, "scheme": scheme}
 
 
 def test_comparison_rows_read_every_method_and_the_main_model():
@@ -122,4 +124,4 @@ def test_comparison_rows_read_every_method_and_the_main_model():
     assert [r["method"] for r in rows] == ["real data", "fifo", "streamdit_main"]
     assert rows[1]["scheme"] == "K0-N8-c1-s2" and rows[1]["model"] == "uniform_extension"
     assert (rows[1]["long_fvd_low"], rows[1]["long_fvd"], rows[1]["long_fvd_high"]) == (49.0, 50.0, 51.0)
-    assert rows[1]["fvd_last_window"] == 52.0 and rows[2]["train_steps"] == 2000 and rows[0]["fps"] == ""
+    assert rows[1]["fvd_last_clip"] == 52.0 and rows[2]["train_steps"] == 2000 and rows[0]["fps"] == ""

@@ -9,10 +9,12 @@ from streamdit.metrics import (
     bootstrap_frechet,
     clip_score,
     clip_scores,
+    colour_fraction,
     frechet_distance,
     frechet_from_stats,
     gaussian_stats,
     retrieval_top1,
+    shape_iou,
 )
 
 
@@ -168,3 +170,40 @@ def test_bootstrap_frechet_corrects_the_upward_bias_of_resampling():
     # the same resamples, shifted down by one amount (the bias), floored at 0
     shift = plain[1] - high
     assert shift > 0 and low == pytest.approx(max(0.0, plain[0] - shift), rel=1e-9)
+
+
+def square_video(frames: int, centre: tuple[int, int], half: int, size: int = 16) -> torch.Tensor:
+    """One video ``[1, frames, 3, size, size]``: a red square of side 2 * half + 1 on black."""
+    video = -torch.ones(1, frames, 3, size, size)
+    y, x = centre
+    video[0, :, 0, y - half : y + half + 1, x - half : x + half + 1] = 1.0
+    return video
+
+
+RED = (255, 0, 0)
+
+
+def test_colour_fraction_counts_the_pixels_of_the_colour():
+    video = square_video(2, (8, 8), 1)  # 9 red pixels of 256
+    assert colour_fraction(video, [RED]).tolist() == [[9 / 256, 9 / 256]]
+    assert colour_fraction(video, [(0, 0, 255)]).tolist() == [[0.0, 0.0]]
+
+
+def test_shape_iou_ignores_position_and_sees_shape():
+    real = square_video(3, (8, 8), 2)
+    moved = square_video(3, (4, 11), 2)  # the same square elsewhere: centred, it matches exactly
+    assert shape_iou(moved, real, [RED]) == pytest.approx(
+        {"iou": 1.0, "disc": shape_iou(real, real, [RED])["disc"], "present": 1.0}
+    )
+    bigger = square_video(3, (8, 8), 3)  # 49 pixels against 25, nested: IoU 25 / 49
+    assert shape_iou(bigger, real, [RED])["iou"] == pytest.approx(25 / 49)
+    # a disc of the square's area overlaps it only partly
+    assert 0.5 < shape_iou(real, real, [RED])["disc"] < 1.0
+
+
+def test_shape_iou_skips_missing_objects_and_unscored_videos():
+    real = square_video(4, (8, 8), 2)
+    empty = -torch.ones_like(real)
+    assert shape_iou(empty, real, [RED]) == {"iou": 0.0, "disc": 0.0, "present": 0.0}
+    both = torch.cat([real, real])
+    assert shape_iou(both, both, [RED, None])["present"] == 1.0  # only the first video's 4 frames count

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamdit.evaluators import clip_retrieval, load_clip, load_split
+from streamdit.clip import clip_retrieval, load_clip
+from streamdit.data import load_split
 from streamdit.pipeline import format_seconds, parse_parameter, stage_times, summary
 from streamdit.video import read_video
 
@@ -194,7 +195,7 @@ def test_dvc_plots_and_experiments(smoke_repo, tmp_path):
     plots = json.loads(run(["dvc", "plots", "show", "--json", "--split"], repo, env))["data"]
     assert {"reports/train/loss.csv", "reports/comparison/quality_over_length.png"} <= set(plots)
     # An experiment in a copy (the module's repo stays as `dvc repro` left it): a documented knob
-    # (README, "Experiments") changes the run and `dvc exp show` lists it.
+    # (docs/pipeline.md) changes the run and `dvc exp show` lists it.
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, symlinks=True)
     run(["dvc", "exp", "run", "-S", "profiles.smoke.methods.train.steps=2", "-n", "fewer-steps"], copy, env)

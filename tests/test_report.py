@@ -66,8 +66,8 @@ def method_row(fvd, fvd_ci, clip, clip_ci, first=10.0, last=10.0):
         "clip_score": clip,
         "clip_score_low": clip_ci[0],
         "clip_score_high": clip_ci[1],
-        "fvd_first_window": first,
-        "fvd_last_window": last,
+        "fvd_first_clip": first,
+        "fvd_last_clip": last,
     }
 
 

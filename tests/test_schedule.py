@@ -99,7 +99,7 @@ def test_stream_start_all_noise_and_reference_frames():
 def test_sample_training_levels_mixes_schemes_with_given_probs():
     schemes = [Scheme.for_buffer(8, 1, 2), Scheme.for_buffer(8, 8, 16)]
     g = torch.Generator().manual_seed(0)
-    levels, mask, which = sample_training_levels(schemes, [0.75, 0.25], 4000, g, warmup_prob=0.0)
+    levels, mask, which = sample_training_levels(schemes, [0.75, 0.25], 4000, g, startup_prob=0.0)
     assert levels.shape == (4000, 8) and mask.shape == (4000, 8)
     assert abs((which == 0).float().mean().item() - 0.75) < 0.03
     assert (levels[:, 1:] >= levels[:, :-1]).all()
@@ -115,8 +115,8 @@ def test_sample_training_levels_mixes_schemes_with_given_probs():
 
 def test_sample_training_levels_startup_samples_and_determinism():
     schemes = [Scheme.for_buffer(8, 2, 4)]
-    a = sample_training_levels(schemes, [1.0], 512, torch.Generator().manual_seed(3), warmup_prob=0.5)
-    b = sample_training_levels(schemes, [1.0], 512, torch.Generator().manual_seed(3), warmup_prob=0.5)
+    a = sample_training_levels(schemes, [1.0], 512, torch.Generator().manual_seed(3), startup_prob=0.5)
+    b = sample_training_levels(schemes, [1.0], 512, torch.Generator().manual_seed(3), startup_prob=0.5)
     assert torch.equal(a[0], b[0])
     # start-up samples clamp the newest chunks at t = 1: more than one chunk at pure noise
     saturated = (a[0] == 1.0).sum(dim=1)

@@ -22,7 +22,6 @@ import yaml
 from test_sampling import FakeModel, text
 
 from streamdit.config import TrainConfig, load_config
-from streamdit.distill import student_scheme
 from streamdit.methods import method_config
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme, buffer_levels, offset_from_unit, sample_training_levels
@@ -294,7 +293,7 @@ def usages(tmp_path_factory) -> list[Usage]:
             for scheme in cfg.evaluate.parsed_schemes
         ]
         out += [Usage(f"{profile} distill teacher", main, dist.teacher_scheme, dist.time_shift)]
-        student = student_scheme(dist.teacher_scheme)
+        student = dist.teacher_scheme.distilled()
         by_distill = TrainingDraw((student,), (1.0,), dist.startup_prob, dist.time_shift)
         out += [
             Usage(f"{profile} student", by_distill, student, dist.time_shift),
@@ -346,7 +345,7 @@ def test_drawable_accepts_training_draws_and_rejects_others():
     for scheme in schemes:
         draw = TrainingDraw((scheme,), (1.0,), 0.5, 3.0)
         levels, _, _ = sample_training_levels(
-            [scheme], [1.0], 64, torch.Generator().manual_seed(0), warmup_prob=0.5, shift=3.0
+            [scheme], [1.0], 64, torch.Generator().manual_seed(0), startup_prob=0.5, shift=3.0
         )
         assert all(drawable(row, draw) for row in levels)
     draw = TrainingDraw((Scheme(0, 2, 4, 8),), (1.0,), 0.5, 3.0)

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from test_sampling import FakeModel
 
-from streamdit.interactive import Streamer, load_streamer
 from streamdit.server import create_app
+from streamdit.streaming import Streamer, load_streamer
 from streamdit.video import to_uint8
 
 RED = "a red circle moving left"

@@ -8,10 +8,13 @@ import torch
 from conftest import kill_when_checkpointed, tiny_overrides
 
 import streamdit.train as train_module
+from streamdit.checkpoint import CHECKPOINT, load_model
 from streamdit.config import load_config
-from streamdit.data import WorldConfig, generate_dataset
+from streamdit.data import generate_dataset
+from streamdit.optim import lr_at, update_ema
 from streamdit.schedule import Scheme, loss_mask
-from streamdit.train import CHECKPOINT, load_model, loss_history, lr_at, run_key, train, update_ema
+from streamdit.train import loss_history, run_key, train
+from streamdit.world import WorldConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 from test_sampling import FakeModel, text
 
-from streamdit.interactive import load_streamer
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
+from streamdit.streaming import load_streamer
 from streamdit.v2v import VideoToVideo, video_frames
 from streamdit.video import write_mp4
 

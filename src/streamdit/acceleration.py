@@ -1,4 +1,5 @@
-"""Optional fast paths: bf16 autocast and ``torch.compile``; fp32 eager stays the reference.
+"""Where and how fast the model runs: device choice, bf16 autocast and ``torch.compile`` (fp32 eager
+stays the reference), and what machine ran a stage.
 
 Attention always goes through ``F.scaled_dot_product_attention``, which picks flash or
 memory-efficient kernels on CUDA by itself. bf16 autocast runs matrix products in bf16 and keeps
@@ -72,3 +73,18 @@ def compile_model(model: nn.Module, mode: str) -> nn.Module:
     if check_compile_mode(mode) == "none":
         return model
     return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
+
+
+def check_device(device: str) -> None:
+    """Raise unless ``device`` is 'auto', 'cpu', 'cuda' or 'cuda:N'."""
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA device")
+    return device

@@ -1,10 +1,11 @@
 """Self-attention inside 3D windows (frames x patch-rows x patch-cols) of a frame buffer.
 
-Tokens are ordered `f h w`. Along each axis the windows are shifted Swin-style by padding `shift` positions in
+Tokens are ordered `f h w`. Along each axis the windows are staggered Swin-style by padding `stagger`
+positions in
 front and cutting the padded axis into windows of `window` tokens. Unlike Swin there is no cyclic roll: the
 buffer runs oldest -> newest, and a roll would let the oldest and the newest frames attend to each other.
 A window at least as large as the grid on an axis covers that axis whole: it is clipped to the grid and its
-shift is dropped, so one window covering everything is exactly global attention.
+stagger is dropped, so one window covering everything is exactly global attention.
 """
 
 import math
@@ -16,46 +17,47 @@ from einops import rearrange, repeat
 Grid = tuple[int, int, int]
 
 
-def effective_window(grid: Grid, window: Grid, shift: Grid) -> tuple[Grid, Grid]:
-    """The (window, shift) actually used on a grid: validated, and clipped where a window covers an axis."""
-    if len(grid) != 3 or len(window) != 3 or len(shift) != 3:
+def effective_window(grid: Grid, window: Grid, stagger: Grid) -> tuple[Grid, Grid]:
+    """The (window, stagger) actually used on a grid: validated, and clipped where a window covers an axis."""
+    if len(grid) != 3 or len(window) != 3 or len(stagger) != 3:
         raise ValueError(
-            f"grid {grid}, window {window}, shift {shift}: each needs 3 entries (frames, rows, cols)"
+            f"grid {grid}, window {window}, stagger {stagger}: each needs 3 entries (frames, rows, cols)"
         )
     if min(grid) < 1:
         raise ValueError(f"grid {grid}: every axis needs at least 1 token")
     if min(window) < 1:
         raise ValueError(f"window {window}: entries must be >= 1")
-    if any(not 0 <= s < w for s, w in zip(shift, window, strict=True)):
-        raise ValueError(f"shift {shift}: each entry must lie in [0, window) for window {window}")
+    if any(not 0 <= s < w for s, w in zip(stagger, window, strict=True)):
+        raise ValueError(f"stagger {stagger}: each entry must lie in [0, window) for window {window}")
     covers = [w >= g for g, w in zip(grid, window, strict=True)]
     clipped = tuple(g if c else w for g, w, c in zip(grid, window, covers, strict=True))
-    return clipped, tuple(0 if c else s for s, c in zip(shift, covers, strict=True))
+    return clipped, tuple(0 if c else s for s, c in zip(stagger, covers, strict=True))
 
 
-def window_mask(grid: Grid, window: Grid, shift: Grid) -> torch.Tensor:
+def window_mask(grid: Grid, window: Grid, stagger: Grid) -> torch.Tensor:
     """Reference predicate [n, n] bool (n = F*H*W tokens, `f h w` order): True where i, j share a window."""
-    window, shift = effective_window(grid, window, shift)
+    window, stagger = effective_window(grid, window, stagger)
     axes = torch.meshgrid(*(torch.arange(g) for g in grid), indexing="ij")
     coords = rearrange(torch.stack(axes, dim=-1), "f h w coord -> (f h w) coord")
-    index = (coords + torch.tensor(shift)) // torch.tensor(
+    index = (coords + torch.tensor(stagger)) // torch.tensor(
         window
     )  # window index along each axis, no wrap-around
     return (index[:, None, :] == index[None, :, :]).all(dim=-1)
 
 
 def windowed_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid, window: Grid, shift: Grid
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid, window: Grid, stagger: Grid
 ) -> torch.Tensor:
-    """Each token attends to the tokens of its (shifted) window; q, k, v, output: [b, heads, n, head_dim].
+    """Each token attends to the tokens of its (staggered) window; q, k, v, output: [b, heads, n, head_dim].
 
-    Equals dense attention with `window_mask(grid, window, shift)` as mask, at a cost linear in n.
+    Equals dense attention with `window_mask(grid, window, stagger)` as mask, at a cost linear in n.
     """
     if q.shape[-2] != math.prod(grid):
         raise ValueError(f"grid {grid} holds {math.prod(grid)} tokens but q has {q.shape[-2]}")
-    window, shift = effective_window(grid, window, shift)
-    # Pad `shift` in front of each axis and up to a multiple of the window behind: (front, back) per f, h, w.
-    pads = [(s, -(g + s) % w) for g, w, s in zip(grid, window, shift, strict=True)]
+    window, stagger = effective_window(grid, window, stagger)
+    # Pad `stagger` in front of each axis and up to a multiple of the window behind: (front, back) per
+    # f, h, w.
+    pads = [(s, -(g + s) % w) for g, w, s in zip(grid, window, stagger, strict=True)]
     padded = [g + front + back for g, (front, back) in zip(grid, pads, strict=True)]
     real_tokens = tuple(slice(front, front + g) for g, (front, _) in zip(grid, pads, strict=True))
     windows = {"wf": window[0], "wh": window[1], "ww": window[2]}

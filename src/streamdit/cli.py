@@ -3,7 +3,7 @@ the live web demo. Every subcommand loads a trained model (``--model``) with the
 stored in it; see ``streamdit <command> --help``.
 
     streamdit stream --prompt "a red circle moving left" --frames 64 --out red.mp4
-    streamdit stream --schedule prompts.txt --frames 0 --out - | ffplay -f rawvideo ...
+    streamdit stream --timeline prompts.txt --frames 0 --out - | ffplay -f rawvideo ...
     streamdit v2v --input clip.mp4 --prompt "a blue square bouncing" --strength 0.6 --out blue.mp4
     streamdit switch --prompt "a red circle" --to "a blue square" --at 16 --after 32
     streamdit serve --port 8000
@@ -13,134 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
-from streamdit.interactive import Streamer, follow_schedule, load_streamer, measure_switch, read_schedule
 from streamdit.schedule import Scheme
+from streamdit.streaming import (
+    Streamer,
+    follow_timeline,
+    load_streamer,
+    measure_switch,
+    read_timeline,
+    summary_line,
+    write_stream,
+)
 from streamdit.text import check_caption
 from streamdit.v2v import VideoToVideo, video_frames
-from streamdit.video import Mp4Writer, to_uint8, write_gif
-
-
-class GifSink:
-    """Collects frames and writes a looping GIF on ``close`` (a GIF's palette needs every frame)."""
-
-    def __init__(self, path: Path, fps: int, scale: int):
-        self.path, self.fps, self.scale = path, fps, scale
-        self.frames: list[np.ndarray] = []
-
-    def write(self, frames: np.ndarray) -> None:
-        self.frames.append(frames)
-
-    def close(self) -> None:
-        write_gif(np.concatenate(self.frames), self.path, fps=self.fps, scale=self.scale)
-
-
-class RawSink:
-    """Raw uint8 RGB frames, ``h * w * 3`` bytes each, to standard output (for ffplay or a pipe)."""
-
-    def __init__(self, scale: int):
-        self.scale = scale
-        self.told = False
-
-    def write(self, frames: np.ndarray) -> None:
-        frames = frames.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
-        if not self.told:
-            _, h, w, _ = frames.shape
-            print(f"stdout: raw rgb24 frames of {w}x{h} pixels", file=sys.stderr)
-            self.told = True
-        try:
-            sys.stdout.buffer.write(frames.tobytes())
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            # The reader left: point stdout at /dev/null so that Python's exit flush stays quiet.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise
-
-    def close(self) -> None:
-        pass
-
-
-def make_sink(out: str, fps: int, scale: int, endless: bool) -> Mp4Writer | GifSink | RawSink:
-    """Where frames go: ``x.mp4`` (written as they come), ``x.gif`` (written at the end) or ``-``."""
-    if out == "-":
-        return RawSink(scale)
-    path = Path(out)
-    if path.suffix.lower() == ".mp4":
-        return Mp4Writer(path, fps=fps, scale=scale)
-    if path.suffix.lower() == ".gif":
-        if endless:
-            raise ValueError(f"an endless stream cannot go to a GIF ({out}): write .mp4 or - instead")
-        return GifSink(path, fps, scale)
-    raise ValueError(f"--out must end in .mp4 or .gif, or be - (raw RGB on stdout); got {out!r}")
-
-
-def write_stream(
-    chunks: Iterator[tuple[torch.Tensor, str]], sink, frames: int | None, progress: bool = True
-) -> dict:
-    """Write the first row of each chunk ``[b, c, channels, h, w]`` to ``sink`` until ``frames`` frames
-    (None: until the chunks end or Ctrl-C), with a progress line of frames/s, per-frame latency and
-    the prompt on stderr. Returns frames, seconds, time to first frame, frames/s and per-frame latency
-    (median and p95 of the gaps between emissions divided by the chunk's frames, as ``latency.py``)."""
-    bar = tqdm(total=frames, unit="frame", disable=not progress, dynamic_ncols=True, file=sys.stderr)
-    # Sinks create their file on the first frame, so a stream that fails before it leaves nothing.
-    start = last = time.perf_counter()
-    written, ttff, per_frame = 0, None, []
-    try:
-        for chunk, prompt in chunks:
-            now = time.perf_counter()
-            if ttff is None:
-                ttff = now - start
-            else:
-                per_frame.append((now - last) / chunk.shape[1])
-            last = now
-            video = to_uint8(chunk[0])[: None if frames is None else frames - written]
-            sink.write(video)
-            written += len(video)
-            latency = f"{1000 * np.median(per_frame[-16:]):.1f} ms" if per_frame else "-"
-            bar.set_postfix_str(f"latency {latency}/frame, prompt: {prompt[:40]}", refresh=False)
-            bar.update(len(video))
-            if frames is not None and written >= frames:
-                break
-    except (KeyboardInterrupt, BrokenPipeError):
-        pass  # an endless stream ends here; what was written is kept
-    finally:
-        bar.close()
-        if written:
-            sink.close()
-    seconds = time.perf_counter() - start
-    stats = {"frames": written, "seconds": round(seconds, 3), "ttff_s": ttff}
-    if per_frame:
-        steady = np.array(per_frame)
-        stats.update(
-            frames_per_second=1 / float(steady.mean()),
-            frame_latency_ms_median=1000 * float(np.median(steady)),
-            frame_latency_ms_p95=1000 * float(np.percentile(steady, 95)),
-        )
-    return stats
-
-
-def summary(stats: dict, streamer: Streamer) -> str:
-    """One line of what a run did and how fast."""
-    line = f"{stats['frames']} frames in {stats['seconds']:.2f} s"
-    line += f", scheme {streamer.scheme}, guidance {streamer.cfg_scale}"
-    if stats["ttff_s"] is not None:
-        line += f"; time to first frame {stats['ttff_s']:.3f} s"
-    if "frames_per_second" in stats:
-        line += (
-            f"; steady {stats['frames_per_second']:.1f} frames/s, latency per frame "
-            f"{stats['frame_latency_ms_median']:.1f} ms median, {stats['frame_latency_ms_p95']:.1f} ms p95"
-        )
-    return line
+from streamdit.video import make_sink
 
 
 def streamer_from(args: argparse.Namespace) -> Streamer:
@@ -158,23 +46,23 @@ def streamer_from(args: argparse.Namespace) -> Streamer:
     return streamer
 
 
-def run_stream(args: argparse.Namespace) -> dict:
-    if (args.prompt is None) == (args.schedule is None):
-        raise ValueError("give either --prompt or --schedule")
-    schedule = read_schedule(args.schedule) if args.schedule else [(0, check_caption(args.prompt))]
+def stream_command(args: argparse.Namespace) -> dict:
+    if (args.prompt is None) == (args.timeline is None):
+        raise ValueError("give either --prompt or --timeline")
+    timeline = read_timeline(args.timeline) if args.timeline else [(0, check_caption(args.prompt))]
     if args.frames < 0:
         raise ValueError(f"--frames must be >= 0 (0 = endless), got {args.frames}")
     endless = args.endless or args.frames == 0
     streamer = streamer_from(args)
     sink = make_sink(args.out, args.fps, args.scale, endless)
-    sampler = streamer.sampler(schedule[0][1], args.seed)
-    chunks = follow_schedule(sampler, schedule, streamer.encode)
+    sampler = streamer.sampler(timeline[0][1], args.seed)
+    chunks = follow_timeline(sampler, timeline, streamer.encode)
     stats = write_stream(chunks, sink, None if endless else args.frames, progress=not args.quiet)
-    print(summary(stats, streamer), file=sys.stderr)
+    print(summary_line(stats, streamer), file=sys.stderr)
     return stats
 
 
-def run_v2v(args: argparse.Namespace) -> dict:
+def v2v_command(args: argparse.Namespace) -> dict:
     prompt = check_caption(args.prompt)
     streamer = streamer_from(args)
     sink = make_sink(args.out, args.fps, args.scale, endless=False)
@@ -185,11 +73,11 @@ def run_v2v(args: argparse.Namespace) -> dict:
     )
     stats = write_stream(((chunk, prompt) for chunk in v2v.chunks()), sink, None, progress=not args.quiet)
     stats["start_level"] = v2v.start_level
-    print(f"{summary(stats, streamer)}; input noised to level {v2v.start_level:.3g}", file=sys.stderr)
+    print(f"{summary_line(stats, streamer)}; input noised to level {v2v.start_level:.3g}", file=sys.stderr)
     return stats
 
 
-def run_switch(args: argparse.Namespace) -> dict:
+def switch_command(args: argparse.Namespace) -> dict:
     streamer = streamer_from(args)
     result = measure_switch(
         streamer,
@@ -210,7 +98,7 @@ def run_switch(args: argparse.Namespace) -> dict:
     return result
 
 
-def run_serve(args: argparse.Namespace) -> None:
+def serve_command(args: argparse.Namespace) -> None:
     import uvicorn  # the web demo's dependencies load only for this command
 
     from streamdit.server import create_app
@@ -244,11 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--quiet", action="store_true", help="no progress line")
 
     stream = commands.add_parser("stream", parents=[model, video], help="stream text-to-video")
-    stream.add_argument("--prompt", help="the prompt (or --schedule)")
-    stream.add_argument("--schedule", help="a text file of 'frame: prompt' lines (or --prompt)")
+    stream.add_argument("--prompt", help="the prompt (or --timeline)")
+    stream.add_argument(
+        "--timeline", help="a prompt timeline: a text file of 'frame: prompt' lines (or --prompt)"
+    )
     stream.add_argument("--frames", type=int, default=64, help="frames to write; 0 = endless (Ctrl-C stops)")
     stream.add_argument("--endless", action="store_true", help="the same as --frames 0")
-    stream.set_defaults(run=run_stream)
+    stream.set_defaults(run=stream_command)
 
     v2v = commands.add_parser("v2v", parents=[model, video], help="re-generate a video under a prompt")
     v2v.add_argument("--input", required=True, help="the input video (any format FFmpeg reads)")
@@ -260,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="level in (0, 1] the input is noised to: small keeps it, 1 ignores it",
     )
     v2v.add_argument("--resize", action="store_true", help="centre-crop and scale frames to the model's size")
-    v2v.set_defaults(run=run_v2v)
+    v2v.set_defaults(run=v2v_command)
 
     switch = commands.add_parser(
         "switch", parents=[model], help="measure how many frames a prompt switch takes"
@@ -270,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     switch.add_argument("--at", type=int, default=16, help="switch once this many frames are out")
     switch.add_argument("--after", type=int, default=32, help="frames to follow after the switch")
     switch.add_argument("--threshold", type=float, default=0.5, help="progress from A's to B's stream")
-    switch.set_defaults(run=run_switch)
+    switch.set_defaults(run=switch_command)
 
     serve = commands.add_parser("serve", parents=[model], help="the live web demo on localhost")
     serve.add_argument(
@@ -279,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000, help="0: any free port (the URL printed says which)")
     serve.add_argument("--max-fps", type=float, default=30.0, help="frames per second at most; 0 = no limit")
-    serve.set_defaults(run=run_serve)
+    serve.set_defaults(run=serve_command)
     return parser
 
 

@@ -8,20 +8,18 @@ overrides (a notebook's papermill parameters), and validates every field.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
-from streamdit.acceleration import check_compile_mode, check_precision
-from streamdit.data import WorldConfig
+from streamdit.acceleration import check_compile_mode, check_device, check_precision
 from streamdit.model import PRESETS, ModelConfig
+from streamdit.params import build_dataclass, check_type, dataclass_defaults, deep_merge
 from streamdit.schedule import Scheme, check_buffer
+from streamdit.world import WorldConfig
 
 
 @dataclass
@@ -177,12 +175,12 @@ class SampleConfig:
 
 @dataclass
 class EvalConfig:
-    """How the evaluators are trained and what the evaluation measures (``evaluate`` in params.yaml)."""
+    """What the evaluation measures and on how many prompts (``evaluate`` in params.yaml)."""
 
     prompts: int = 32  # test prompts (and as many val scenes for the real-vs-real floor)
     clip_frames: int = 16  # frames per clip for FVD (the evaluators see clips of this length)
     long_frames: int = 48  # frames per generated stream for quality over time
-    window_every: int = 16  # offset between quality-over-time windows
+    clip_every: int = 16  # offset between the clips of quality over time
     batch_size: int = 32  # streams generated in parallel
     cfg_scale: float = 3.0
     schemes: list[list[int]] = field(default_factory=lambda: [[0, 2, 4, 8]])  # [K, N, c, s] each
@@ -193,12 +191,6 @@ class EvalConfig:
     latency_frames: int = 32
     latency_warmup_frames: int = 8
     latency_repeats: int = 3
-    encoder_steps: int = 1500
-    encoder_batch_size: int = 32
-    encoder_lr: float = 0.002
-    clip_steps: int = 1000
-    clip_batch_size: int = 64
-    clip_lr: float = 0.001
     i3d_path: str | None = None  # i3d_torchscript.pt: FVD with I3D features instead of the world encoder
     clip_model: str = "ViT-B-32"  # open_clip architecture of clip_checkpoint
     clip_checkpoint: str | None = None  # local pretrained CLIP weights instead of the trained CLIP
@@ -207,21 +199,11 @@ class EvalConfig:
     seed: int = 2
 
     def __post_init__(self) -> None:
-        for name in (
-            "prompts",
-            "clip_frames",
-            "window_every",
-            "batch_size",
-            "switch_pairs",
-            "switch_after",
-            "latency_repeats",
-            "encoder_steps",
-            "encoder_batch_size",
-            "clip_steps",
-            "bootstrap",
-        ):
+        for name in ("prompts", "clip_frames", "clip_every", "batch_size", "switch_pairs", "switch_after"):
             if getattr(self, name) < 1:
                 raise ValueError(f"evaluate.{name} must be >= 1, got {getattr(self, name)}")
+        if self.latency_repeats < 1 or self.bootstrap < 1:
+            raise ValueError("evaluate.latency_repeats and evaluate.bootstrap must be >= 1")
         if self.prompts < 2:
             raise ValueError(f"evaluate.prompts must be >= 2 (FVD needs 2 clips), got {self.prompts}")
         if self.long_frames < self.clip_frames:
@@ -239,12 +221,8 @@ class EvalConfig:
             raise ValueError(f"evaluate.latency_frames must be >= 2, got {self.latency_frames}")
         if not 0.0 < self.switch_threshold <= 1.0:
             raise ValueError(f"evaluate.switch_threshold must be in (0, 1], got {self.switch_threshold}")
-        if self.cfg_scale < 0 or self.encoder_lr <= 0 or self.clip_lr <= 0:
-            raise ValueError("evaluate.cfg_scale must be >= 0 and the learning rates > 0")
-        if self.clip_batch_size < 2:
-            raise ValueError(
-                f"evaluate.clip_batch_size must be >= 2 (contrastive), got {self.clip_batch_size}"
-            )
+        if self.cfg_scale < 0:
+            raise ValueError(f"evaluate.cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
         if not 0.0 < self.bootstrap_level < 1.0:
             raise ValueError(f"evaluate.bootstrap_level must be in (0, 1), got {self.bootstrap_level}")
         if not self.schemes:
@@ -258,17 +236,46 @@ class EvalConfig:
 
     @property
     def offsets(self) -> list[int]:
-        """Start frames of the quality-over-time windows."""
-        return window_offsets(self.long_frames, self.clip_frames, self.window_every)
+        """Start frames of the clips of quality over time."""
+        return clip_offsets(self.long_frames, self.clip_frames, self.clip_every)
 
 
-def window_offsets(long_frames: int, clip_frames: int, every: int) -> list[int]:
-    """Starts 0, every, 2 * every, ... of the ``clip_frames`` windows that fit in ``long_frames``."""
+def clip_offsets(long_frames: int, clip_frames: int, every: int) -> list[int]:
+    """Starts 0, every, 2 * every, ... of the ``clip_frames``-frame clips that fit in ``long_frames``."""
     if long_frames < clip_frames or every < 1:
         raise ValueError(
             f"need long_frames >= clip_frames and every >= 1, got {long_frames}, {clip_frames}, {every}"
         )
     return list(range(0, long_frames - clip_frames + 1, every))
+
+
+@dataclass
+class EvaluatorConfig:
+    """How the world evaluators are trained (``evaluators`` in params.yaml): the video encoder (FVD
+    features) and the world CLIP (CLIP scores)."""
+
+    encoder_steps: int = 1500
+    encoder_batch_size: int = 32
+    encoder_lr: float = 0.002
+    clip_steps: int = 1000
+    clip_batch_size: int = 64
+    clip_lr: float = 0.001
+    seed: int = 2
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("encoder_steps", "encoder_batch_size", "clip_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluators.{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_batch_size < 2:
+            raise ValueError(
+                f"evaluators.clip_batch_size must be >= 2 (contrastive), got {self.clip_batch_size}"
+            )
+        if self.encoder_lr <= 0 or self.clip_lr <= 0:
+            raise ValueError(
+                f"evaluators.encoder_lr and clip_lr must be > 0, got {self.encoder_lr}, {self.clip_lr}"
+            )
+        check_device(self.device)
 
 
 @dataclass
@@ -285,6 +292,7 @@ class Config:
     sample: SampleConfig
     distill: DistillConfig
     evaluate: EvalConfig
+    evaluators: EvaluatorConfig
 
     def __post_init__(self) -> None:
         schemes = self.train.parsed_schemes + [self.sample.parsed_scheme, self.distill.teacher_scheme]
@@ -309,70 +317,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def check_device(device: str) -> None:
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-
-
-def resolve_device(device: str) -> str:
-    """'auto' is CUDA when available, else CPU; asking for CUDA without one is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA device")
-    return device
-
-
-def deep_merge(base: dict, override: dict, where: str = "") -> dict:
-    """``base`` updated by ``override`` recursively; a key absent from ``base`` is an error (typo guard)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if key not in out:
-            raise ValueError(f"unknown parameter {where}{key!r}; known here: {sorted(out)}")
-        if isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = deep_merge(out[key], value, f"{where}{key}.")
-        else:
-            out[key] = value
-    return out
-
-
-def _build(cls: type, values: dict, section: str) -> Any:
-    """A dataclass from a dict, with type checks that name the parameter (YAML lists become tuples)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} in {section!r}; allowed: {sorted(names)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        kwargs[name] = _check_type(value, hints[name], f"{section}.{name}")
-    return cls(**kwargs)
-
-
-def _check_type(value: Any, hint: Any, where: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        return _check_type(value, next(a for a in args if a is not type(None)), where)
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{where} must be a list, got {value!r}")
-        inner = (
-            [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
-        )
-        return tuple(inner) if origin is tuple else inner
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and not (
-        isinstance(value, hint) and not (hint is int and value is True)
-    ):
-        raise ValueError(f"{where} must be of type {hint.__name__}, got {value!r} ({type(value).__name__})")
-    return value
-
-
 # The params.yaml sections read into their own dataclass (the model section merges flat, see load_config).
 SECTIONS = {
     "data": WorldConfig,
@@ -381,18 +325,8 @@ SECTIONS = {
     "sample": SampleConfig,
     "distill": DistillConfig,
     "evaluate": EvalConfig,
+    "evaluators": EvaluatorConfig,
 }
-
-
-def _defaults(cls: type) -> dict:
-    """The fields of dataclass ``cls`` that have a default, with it."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
 
 
 def load_config(
@@ -412,7 +346,7 @@ def load_config(
     # an override or `dvc exp run -S profiles.gpu.train.precision=bf16` may set it.
     for section, cls in SECTIONS.items():
         if isinstance(base.get(section), dict):
-            base[section] = {**_defaults(cls), **base[section]}
+            base[section] = {**dataclass_defaults(cls), **base[section]}
     # The model section is a preset name plus any ModelConfig fields, so it merges flat
     # (ModelConfig itself rejects unknown names); every other section must exist in the base.
     model_values = dict(base.pop("model", {}))
@@ -428,28 +362,8 @@ def load_config(
     model_kwargs = {**dataclasses.asdict(PRESETS[preset]), **model_values}
     return Config(
         profile=profile,
-        seed=_check_type(merged["seed"], int, "seed"),
-        data_dir=_check_type(merged["data_dir"], str, "data_dir"),
-        model=_build(ModelConfig, model_kwargs, "model"),
-        **{section: _build(cls, merged[section], section) for section, cls in SECTIONS.items()},
+        seed=check_type(merged["seed"], int, "seed"),
+        data_dir=check_type(merged["data_dir"], str, "data_dir"),
+        model=build_dataclass(ModelConfig, model_kwargs, "model"),
+        **{section: build_dataclass(cls, merged[section], section) for section, cls in SECTIONS.items()},
     )
-
-
-def parse_overrides(assignments: list[str]) -> dict:
-    """``["train.steps=100", "model.dim=64"]`` -> ``{"train": {"steps": 100}, "model": {"dim": 64}}``.
-
-    Values are read as YAML (numbers, booleans, lists); keys are dotted paths into params.yaml.
-    """
-    out: dict = {}
-    for item in assignments:
-        key, sep, value = item.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ValueError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.steps=100")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} was already given a value")
-        node[leaf] = yaml.safe_load(value)
-    return out

@@ -1,44 +1,26 @@
-"""Learned evaluators (DESIGN.md section 2): video features for FVD and a CLIP for CLIP scores.
+"""The world video encoder (DESIGN.md section 2): attribute classifier and FVD features.
 
-No pretrained weights exist offline, so both evaluators can be trained on our own world:
-- ``VideoEncoder``, a small 3D-conv net classifying scene attributes; its penultimate features
-  serve FVD under the name "world-video-encoder". With the standard I3D TorchScript file on disk
-  (``load_i3d_torchscript``) FVD uses I3D instead, under the name "i3d".
-- a small ``open_clip.CLIP`` trained with open_clip's ``ClipLoss`` on (frame, caption) pairs; with
-  a local pretrained checkpoint (``load_pretrained_clip``) the same ``ClipScorer`` scores with it.
-Videos are float ``[b, f, c, h, w]`` in [-1, 1] (``b f c h w`` as everywhere); frames ``[n, c, h, w]``.
+No pretrained video network exists offline, so FVD's features come from our own: ``VideoEncoder``,
+a small 3D-conv net classifying scene attributes, whose penultimate features serve FVD under the
+name "world-video-encoder". With the standard I3D TorchScript file on disk (``load_i3d_torchscript``)
+FVD uses I3D instead, under the name "i3d". The CLIP that gives CLIP scores is in ``clip.py``.
+Videos are float ``[b, f, c, h, w]`` in [-1, 1] (``b f c h w`` as everywhere).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
-import torch.nn.functional as F
 from einops import rearrange
-from open_clip.loss import ClipLoss
-from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
-from streamdit.data import (
-    BACKGROUNDS,
-    COLOURS,
-    MOTIONS,
-    SHAPES,
-    SIZES,
-    SceneSpec,
-    scene_from_dict,
-    write_atomic,
-)
-from streamdit.metrics import retrieval_top1
-from streamdit.progress import progress_bar
-from streamdit.video import from_uint8
+from streamdit.checkpoint import read_evaluator
+from streamdit.data import clip_batch
+from streamdit.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES, SceneSpec
 
 # Classification targets of the video encoder: attributes of the first object, the background and
 # the number of objects. Values index these vocabularies.
@@ -65,24 +47,7 @@ def scene_labels(scenes: list[SceneSpec]) -> dict[str, torch.Tensor]:
     return {name: torch.tensor(values, dtype=torch.long) for name, values in columns.items()}
 
 
-def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, list[dict]]:
-    """Clips uint8 ``[n, f, h, w, 3]`` (memory-mapped) and records of one split of the world."""
-    data_dir = Path(data_dir)
-    clips_path, records_path = data_dir / f"{split}.npy", data_dir / f"{split}.json"
-    for path in (clips_path, records_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; generate the world with `python -m streamdit.data`")
-    return np.load(clips_path, mmap_mode="r"), json.loads(records_path.read_text())
-
-
-def clip_batch(clips: np.ndarray, index: torch.Tensor | list[int]) -> torch.Tensor:
-    """Rows ``index`` of uint8 clips ``[n, f, h, w, 3]`` as float ``[b, f, c, h, w]`` in [-1, 1]."""
-    rows = np.asarray(index, dtype=np.int64)
-    frames = from_uint8(rearrange(np.asarray(clips[rows]), "b f h w c -> (b f) h w c"))
-    return rearrange(frames, "(b f) c h w -> b f c h w", b=len(rows))
-
-
-def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """``build()`` with parameters initialised from ``seed``, leaving the global RNG state as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -169,84 +134,9 @@ def attribute_accuracy(
     return {name: correct[name] / len(clips) for name in ATTRIBUTES}
 
 
-def train_video_encoder(
-    data_dir: str | Path,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    cfg: VideoEncoderConfig | None = None,
-    device: str = "cpu",
-    progress: bool = False,
-) -> tuple[VideoEncoder, dict]:
-    """Train a ``VideoEncoder`` with cross-entropy on every attribute of the train split.
-
-    Returns the model (eval mode) and metrics: held-out (val split) accuracy per attribute next to
-    the majority-class rate of that split, the last training loss (sum over attributes) and seconds.
-    """
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
-    clips, records = load_split(data_dir, "train")
-    scenes = [scene_from_dict(r["scene"]) for r in records]
-    labels = scene_labels(scenes)
-    cfg = cfg or VideoEncoderConfig(frames=clips.shape[1], resolution=clips.shape[2])
-    model = _seeded(lambda: VideoEncoder(cfg), seed).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    batches = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    model.train()
-    loss = torch.zeros(())
-    for _ in progress_bar(steps, "video encoder", progress, iterable=range(steps)):
-        idx = torch.randint(len(clips), (batch_size,), generator=batches)
-        logits = model(clip_batch(clips, idx).to(device))
-        loss = sum(F.cross_entropy(logits[name], labels[name][idx].to(device)) for name in ATTRIBUTES)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    seconds = time.perf_counter() - start
-    val_clips, val_records = load_split(data_dir, "val")
-    val_labels = scene_labels([scene_from_dict(r["scene"]) for r in val_records])
-    majority = {name: float(torch.bincount(val_labels[name]).max()) / len(val_records) for name in ATTRIBUTES}
-    metrics = {
-        "steps": steps,
-        "loss_last": float(loss.detach()),
-        "seconds": round(seconds, 1),
-        "val_accuracy": attribute_accuracy(model, val_clips, val_labels),
-        "val_majority": majority,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    return model.eval(), metrics
-
-
-###############################################################################################
-#                                 Saving and loading evaluators                               #
-###############################################################################################
-
-
-def save_evaluator(model: VideoEncoder | open_clip.CLIP, cfg: VideoEncoderConfig | ClipConfig, path) -> Path:
-    """Write an evaluator's config and weights atomically to ``path`` (a ``.pt`` file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"kind": type(cfg).__name__, "config": asdict(cfg), "state": model.state_dict()}
-    write_atomic(path, lambda f: torch.save(state, f))
-    return path
-
-
-def _read_evaluator(path: str | Path, cfg_type: type) -> tuple:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no evaluator at {path}; train it first (the evaluators stage)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != cfg_type.__name__:
-        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} holds {found!r}, not a {cfg_type.__name__} evaluator")
-    return cfg_type(**state["config"]), state["state"]
-
-
 def load_video_encoder(path: str | Path, device: str = "cpu") -> VideoEncoder:
-    """A ``VideoEncoder`` written by ``save_evaluator``, in eval mode on ``device``."""
-    cfg, state = _read_evaluator(path, VideoEncoderConfig)
+    """A ``VideoEncoder`` written by ``checkpoint.save_evaluator``, in eval mode on ``device``."""
+    cfg, state = read_evaluator(path, VideoEncoderConfig)
     model = VideoEncoder(cfg)
     model.load_state_dict(state)
     return model.to(device).eval()
@@ -315,207 +205,3 @@ def load_i3d_torchscript(path: str | Path, device: str = "cpu") -> FeatureExtrac
 ###############################################################################################
 #                                 CLIP (CLIP score)                                           #
 ###############################################################################################
-
-
-@dataclass
-class ClipConfig:
-    """A small open_clip CLIP for 32-px frames: a ViT vision tower and a causal text transformer."""
-
-    image_size: int = 32
-    patch: int = 8
-    embed_dim: int = 64
-    vision_width: int = 64
-    vision_layers: int = 2
-    text_width: int = 64
-    text_layers: int = 2
-    heads: int = 4
-    context_length: int = 32
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if value < 1:
-                raise ValueError(f"clip {name} must be >= 1, got {value}")
-        if self.image_size % self.patch:
-            raise ValueError(f"clip image_size={self.image_size} is not divisible by patch={self.patch}")
-        for width in (self.vision_width, self.text_width):
-            if width % self.heads:
-                raise ValueError(f"clip width {width} is not divisible by heads={self.heads}")
-
-
-def build_clip(cfg: ClipConfig) -> open_clip.CLIP:
-    """An untrained ``open_clip.CLIP`` of the given size (open_clip's BPE vocabulary, bundled offline)."""
-    vision = CLIPVisionCfg(
-        layers=cfg.vision_layers,
-        width=cfg.vision_width,
-        head_width=cfg.vision_width // cfg.heads,
-        patch_size=cfg.patch,
-        image_size=cfg.image_size,
-    )
-    text = CLIPTextCfg(
-        context_length=cfg.context_length, width=cfg.text_width, heads=cfg.heads, layers=cfg.text_layers
-    )
-    return open_clip.CLIP(cfg.embed_dim, vision, text)
-
-
-class ClipScorer:
-    """Scores frames against captions with a CLIP: preprocessing, tokenising and the embedding cache.
-
-    Frames ``[n, c, h, w]`` in [-1, 1] are mapped to [0, 1], resized to the model's image size and
-    normalised with its mean and std (our own CLIP uses mean = std = 0.5, i.e. the raw [-1, 1]).
-    """
-
-    def __init__(
-        self,
-        model: open_clip.CLIP,
-        tokenizer: Callable[[list[str]], torch.Tensor],
-        image_size: int,
-        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
-        std: tuple[float, float, float] = (0.5, 0.5, 0.5),
-        batch_size: int = 256,
-        cfg: ClipConfig | None = None,
-    ):
-        self.model = model.eval()
-        self.cfg = cfg  # the architecture of a CLIP we trained (saved with it); None for pretrained ones
-        self.tokenizer = tokenizer
-        self.image_size = image_size
-        self.device = next(model.parameters()).device
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1)
-        self.batch_size = batch_size
-        self._text_cache: dict[str, torch.Tensor] = {}
-
-    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames ``[n, c, h, w]`` in [-1, 1] to the model's normalised input ``[n, c, size, size]``."""
-        x = (frames.float().clamp(-1, 1) + 1) / 2
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
-        return (x - self.mean) / self.std
-
-    @torch.no_grad()
-    def image_embeddings(self, frames: torch.Tensor) -> torch.Tensor:
-        """Unit-norm image embeddings ``[n, embed_dim]`` (CPU, float32) of frames ``[n, c, h, w]``."""
-        out = [
-            self.model.encode_image(self.preprocess(frames[i : i + self.batch_size]).to(self.device), True)
-            for i in range(0, len(frames), self.batch_size)
-        ]
-        return torch.cat(out).float().cpu()
-
-    @torch.no_grad()
-    def text_embeddings(self, captions: list[str]) -> torch.Tensor:
-        """Unit-norm caption embeddings ``[n, embed_dim]`` (CPU, float32); each caption is encoded once."""
-        todo = sorted({c for c in captions if c not in self._text_cache})
-        for i in range(0, len(todo), self.batch_size):
-            chunk = todo[i : i + self.batch_size]
-            emb = self.model.encode_text(self.tokenizer(chunk).to(self.device), True).float().cpu()
-            self._text_cache.update(zip(chunk, emb, strict=True))
-        return torch.stack([self._text_cache[c] for c in captions])
-
-    def score(self, frames: torch.Tensor, captions: list[str]) -> torch.Tensor:
-        """Per-frame CLIP scores ``[n]``, ``100 * max(cos, 0)``, of frames ``[n, c, h, w]`` and captions."""
-        if len(captions) != len(frames):
-            raise ValueError(f"need one caption per frame: {len(captions)} captions, {len(frames)} frames")
-        cos = (self.image_embeddings(frames) * self.text_embeddings(captions)).sum(-1)
-        return 100 * cos.clamp_min(0)
-
-
-def own_clip_scorer(model: open_clip.CLIP, cfg: ClipConfig) -> ClipScorer:
-    """A ``ClipScorer`` for a CLIP trained by ``train_clip`` (its frames stay in [-1, 1])."""
-    return ClipScorer(
-        model, lambda texts: open_clip.tokenize(texts, cfg.context_length), cfg.image_size, cfg=cfg
-    )
-
-
-def load_clip(path: str | Path, device: str = "cpu") -> ClipScorer:
-    """The scorer of a CLIP written by ``save_evaluator`` after ``train_clip``."""
-    cfg, state = _read_evaluator(path, ClipConfig)
-    model = build_clip(cfg)
-    model.load_state_dict(state)
-    return own_clip_scorer(model.to(device), cfg)
-
-
-def load_pretrained_clip(name: str, checkpoint_path: str | Path, device: str = "cpu") -> ClipScorer:
-    """A scorer from a local open_clip checkpoint, e.g. ``("ViT-B-32", "open_clip_model.safetensors")``.
-
-    Nothing is downloaded: ``name`` picks open_clip's architecture and tokenizer (both bundled), the
-    weights come from ``checkpoint_path``; images use the model's own size, mean and std.
-    """
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"CLIP checkpoint {path} not found; set clip_checkpoint to a local {name} weights file or "
-            "leave it empty to train a CLIP on the world"
-        )
-    model = open_clip.create_model(name, pretrained=str(path), device=device)
-    pre = open_clip.get_model_preprocess_cfg(model)
-    size = pre["size"] if isinstance(pre["size"], int) else pre["size"][0]
-    return ClipScorer(model, open_clip.get_tokenizer(name), size, tuple(pre["mean"]), tuple(pre["std"]))
-
-
-def middle_frames(clips: np.ndarray) -> torch.Tensor:
-    """The middle frame of each uint8 clip ``[n, f, h, w, 3]`` as float ``[n, c, h, w]`` in [-1, 1]."""
-    return from_uint8(np.array(clips[:, clips.shape[1] // 2]))
-
-
-def clip_retrieval(scorer: ClipScorer, clips: np.ndarray, captions: list[str]) -> dict:
-    """Top-1 retrieval of each clip's caption (middle frame vs all distinct captions) and chance."""
-    distinct = sorted(set(captions))
-    labels = [distinct.index(c) for c in captions]
-    top1, chance = retrieval_top1(
-        scorer.image_embeddings(middle_frames(clips)), scorer.text_embeddings(distinct), labels
-    )
-    return {"top1": top1, "chance": chance, "captions": len(distinct), "clips": len(captions)}
-
-
-def train_clip(
-    data_dir: str | Path,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    cfg: ClipConfig | None = None,
-    device: str = "cpu",
-    progress: bool = False,
-) -> tuple[ClipScorer, dict]:
-    """Train a small CLIP with open_clip's ``ClipLoss`` on (frame, caption) pairs of the train split:
-    a random frame of a random clip with that clip's (paraphrased) training caption.
-
-    Returns its scorer and metrics: top-1 retrieval on the test split (each clip's middle frame vs
-    all distinct canonical captions) against chance, the last loss and seconds.
-    """
-    if steps < 1 or batch_size < 2 or lr <= 0:
-        raise ValueError(f"need steps >= 1, batch_size >= 2, lr > 0; got {steps}, {batch_size}, {lr}")
-    clips, records = load_split(data_dir, "train")
-    cfg = cfg or ClipConfig(image_size=clips.shape[2])
-    model = _seeded(lambda: build_clip(cfg), seed).to(device)
-    scorer = own_clip_scorer(model, cfg)
-    loss_fn = ClipLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
-    draws = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    model.train()
-    loss = torch.zeros(())
-    for _ in progress_bar(steps, "world clip", progress, iterable=range(steps)):
-        idx = torch.randint(len(clips), (batch_size,), generator=draws).numpy()
-        frame = torch.randint(clips.shape[1], (batch_size,), generator=draws).numpy()
-        images = from_uint8(np.asarray(clips[idx, frame]))
-        tokens = open_clip.tokenize([records[i]["caption"] for i in idx], cfg.context_length)
-        image_emb = model.encode_image(scorer.preprocess(images).to(device), normalize=True)
-        text_emb = model.encode_text(tokens.to(device), normalize=True)
-        loss = loss_fn(image_emb, text_emb, model.logit_scale.exp())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():  # CLIP's clamp of the learned temperature at 100
-            model.logit_scale.clamp_(0, np.log(100))
-    seconds = time.perf_counter() - start
-    model.eval()
-    test_clips, test_records = load_split(data_dir, "test")
-    metrics = {
-        "steps": steps,
-        "loss_last": float(loss.detach()),
-        "seconds": round(seconds, 1),
-        "test_retrieval": clip_retrieval(scorer, test_clips, [r["canonical_caption"] for r in test_records]),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    return scorer, metrics

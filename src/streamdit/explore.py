@@ -1,8 +1,8 @@
 """Trying a trained model by hand in JupyterLab (``notebooks/explore.ipynb``).
 
-Thin helpers over the library for the notebook: stream a prompt or a prompt schedule with any
-scheme and guidance (``interactive.follow_schedule``, timed by ``cli.write_stream``), turn the frames
-into an inline HTML5 video, and an ipywidgets panel that does both at the press of a button.
+Thin helpers over the streaming front-end for the notebook: stream a prompt or a prompt timeline with
+any scheme and guidance (``streaming.follow_timeline``, timed by ``streaming.write_stream``), turn the
+frames into an inline HTML5 video, and an ipywidgets panel that does both at the press of a button.
 
     streamer = load_streamer("models/streamdit.pt")
     frames, stats = generate(streamer, "0: a red circle moving left\\n24: a blue square bouncing", 48)
@@ -21,31 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from streamdit.cli import summary, write_stream
 from streamdit.config import Config
-from streamdit.distill import nfe_per_frame
-from streamdit.interactive import Streamer, follow_schedule, parse_schedule
 from streamdit.schedule import Scheme
+from streamdit.streaming import Streamer, follow_timeline, parse_timeline, summary_line, write_stream
 from streamdit.text import check_caption
-from streamdit.video import write_gif, write_mp4
+from streamdit.video import FrameList, write_gif, write_mp4
 
-# A line "frame: prompt" (e.g. "0: a red circle") marks the text as a schedule, not a single prompt.
-SCHEDULE_LINE = re.compile(r"^\s*\d+\s*:")
-
-
-def parse_scheme(text: str) -> Scheme:
-    """The scheme written "K,N,c,s" (e.g. "0,2,4,8"); anything else raises a ValueError naming it."""
-    try:
-        return Scheme.parse(text)
-    except ValueError as err:
-        raise ValueError(
-            f"scheme {text!r} is not 'K,N,c,s' (four integers such as '0,2,4,8'): {err}"
-        ) from None
-
-
-def scheme_text(scheme: Scheme) -> str:
-    """``scheme`` written "K,N,c,s", the form ``parse_scheme`` reads."""
-    return f"{scheme.K},{scheme.N},{scheme.c},{scheme.s}"
+# A line "frame: prompt" (e.g. "0: a red circle") marks the text as a prompt timeline, not one prompt.
+TIMELINE_LINE = re.compile(r"^\s*\d+\s*:")
 
 
 def scheme_choices(streamer: Streamer, cfg: Config) -> list[tuple[str, str]]:
@@ -56,34 +39,21 @@ def scheme_choices(streamer: Streamer, cfg: Config) -> list[tuple[str, str]]:
     schemes = list(dict.fromkeys(s for s in candidates if s.B == streamer.model.cfg.frames))
     return [
         (
-            f"{scheme_text(s)}: c={s.c}, {s.calls_per_frame:g} calls/frame, first frame after {s.T}",
-            scheme_text(s),
+            f"{s.spec}: c={s.c}, {s.calls_per_frame:g} calls/frame, first frame after {s.T}",
+            s.spec,
         )
         for s in schemes
     ]
 
 
 def read_prompts(text: str) -> list[tuple[int, str]]:
-    """A prompt schedule ``[(frame, prompt), ...]`` from ``text``: ``interactive.parse_schedule``'s
+    """A prompt timeline ``[(frame, prompt), ...]`` from ``text``: ``streaming.parse_timeline``'s
     "frame: prompt" lines when its first line looks like one, else the whole text as one prompt from
     frame 0. An empty or blank text raises ValueError."""
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    if lines and SCHEDULE_LINE.match(lines[0]):
-        return parse_schedule(text)
+    if lines and TIMELINE_LINE.match(lines[0]):
+        return parse_timeline(text)
     return [(0, check_caption(text.strip()))]
-
-
-class FrameList:
-    """A ``cli.write_stream`` sink that keeps the uint8 frames ``[f, h, w, 3]`` it is given."""
-
-    def __init__(self) -> None:
-        self.chunks: list[np.ndarray] = []
-
-    def write(self, frames: np.ndarray) -> None:
-        self.chunks.append(frames)
-
-    def close(self) -> None:
-        pass
 
 
 def generate(
@@ -95,7 +65,7 @@ def generate(
     cfg_scale: float | None = None,
     seed: int | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Stream ``frames`` frames under ``text``, a prompt or a schedule of "frame: prompt" lines
+    """Stream ``frames`` frames under ``text``, a prompt or a timeline of "frame: prompt" lines
     (``read_prompts``), with ``scheme`` ("K,N,c,s"), guidance ``cfg_scale`` and noise ``seed``
     (None: the streamer's scheme and guidance, the model's ``sample.seed``).
 
@@ -103,14 +73,14 @@ def generate(
     time to first frame, steady frames/s and per-frame latency once two chunks are out), the scheme,
     guidance and seed, model calls (start-up included), NFE per frame (``nfe_per_frame``: the steady
     stream; ``nfe_per_frame_run``: this run, start-up included), ``switches``, the ``[frame, prompt]``
-    pairs where a scheduled prompt took over (a chunk boundary), and a one-line ``summary``.
+    pairs where a prompt of the timeline took over (a chunk boundary), and a one-line ``summary``.
     A stream stopped with Ctrl-C / the stop button keeps the frames it made.
     """
     if not isinstance(frames, int) or frames < 1:
         raise ValueError(f"frames must be an integer >= 1, got {frames!r}")
-    schedule = read_prompts(text)
+    timeline = read_prompts(text)
     if isinstance(scheme, str):
-        scheme = parse_scheme(scheme)
+        scheme = Scheme.parse(scheme)
     # Streamer validates the scheme against the model's buffer and the guidance scale.
     streamer = dataclasses.replace(
         streamer,
@@ -118,11 +88,11 @@ def generate(
         cfg_scale=streamer.cfg_scale if cfg_scale is None else float(cfg_scale),
     )
     seed = streamer.config["sample"]["seed"] if seed is None else seed
-    sampler = streamer.sampler(schedule[0][1], seed)
+    sampler = streamer.sampler(timeline[0][1], seed)
     labels: list[str] = []  # the prompt in force at each chunk's emission
 
     def labelled_chunks():
-        for chunk, prompt in follow_schedule(sampler, schedule, streamer.encode):
+        for chunk, prompt in follow_timeline(sampler, timeline, streamer.encode):
             labels.append(prompt)
             yield chunk, prompt
 
@@ -134,16 +104,16 @@ def generate(
     switches = [[i * c, prompt] for i, prompt in enumerate(labels) if i > 0 and prompt != labels[i - 1]]
     nfe = sampler.calls * sampler.nfe_per_call
     stats.update(
-        scheme=scheme_text(streamer.scheme),
+        scheme=streamer.scheme.spec,
         cfg_scale=streamer.cfg_scale,
         seed=seed,
         model_calls=sampler.calls,
-        nfe_per_frame=nfe_per_frame(streamer.scheme, streamer.cfg_scale),
+        nfe_per_frame=streamer.scheme.nfe_per_frame(streamer.cfg_scale),
         nfe_per_frame_run=nfe / stats["frames"],
         switches=switches,
     )
     stats["summary"] = (
-        f"{summary(stats, streamer)}; {sampler.calls} model calls, {stats['nfe_per_frame']:g} NFE per "
+        f"{summary_line(stats, streamer)}; {sampler.calls} model calls, {stats['nfe_per_frame']:g} NFE per "
         f"frame steady ({stats['nfe_per_frame_run']:.2f} with the start-up)"
         + "".join(f"; frame {frame}: {prompt!r}" for frame, prompt in stats["switches"])
     )
@@ -181,7 +151,7 @@ def side_by_side(figures: list[str]) -> str:
 
 
 class Explorer:
-    """An ipywidgets panel over one streamer: prompt, schedule, scheme, guidance, frames and seed,
+    """An ipywidgets panel over one streamer: prompt, timeline, scheme, guidance, frames and seed,
     a Run button, and an output that shows the video and the run's summary (or the input's error)."""
 
     def __init__(
@@ -190,7 +160,7 @@ class Explorer:
         schemes: list[tuple[str, str]],
         *,
         prompt: str,
-        schedule: str = "",
+        timeline: str = "",
         frames: int = 48,
         seed: int | None = None,
         fps: int = 8,
@@ -200,15 +170,15 @@ class Explorer:
         self.streamer, self.fps = streamer, fps
         wide = widgets.Layout(width="640px")
         self.prompt = widgets.Text(value=prompt, description="prompt", layout=wide)
-        self.schedule = widgets.Textarea(
-            value=schedule,
-            description="schedule",
+        self.timeline = widgets.Textarea(
+            value=timeline,
+            description="timeline",
             placeholder="frame: prompt lines, e.g.\n0: a red circle moving left\n24: a blue square bouncing\n"
             "(empty: the prompt above)",
             layout=widgets.Layout(width="640px", height="90px"),
         )
         self.scheme = widgets.Dropdown(
-            options=schemes, value=scheme_text(streamer.scheme), description="scheme", layout=wide
+            options=schemes, value=streamer.scheme.spec, description="scheme", layout=wide
         )
         self.cfg_scale = widgets.FloatSlider(
             value=streamer.cfg_scale, min=0.0, max=8.0, step=0.5, description="guidance"
@@ -223,7 +193,7 @@ class Explorer:
         self.widget = widgets.VBox(
             [
                 self.prompt,
-                self.schedule,
+                self.timeline,
                 self.scheme,
                 widgets.HBox([self.cfg_scale, self.frames, self.seed]),
                 self.button,
@@ -242,7 +212,7 @@ class Explorer:
         error instead. Returns the run's stats (None after an error)."""
         from IPython.display import HTML
 
-        text = self.schedule.value if self.schedule.value.strip() else self.prompt.value
+        text = self.timeline.value if self.timeline.value.strip() else self.prompt.value
         self.button.disabled = True
         self.show(HTML("<i>streaming...</i>"))
         try:

@@ -1,4 +1,4 @@
-"""Flow matching: the noising path, the regression target and the Euler integrator.
+"""Flow matching: the noising path, the regression target, x0 <-> velocity and the Euler integrator.
 
 Kept apart as in SiT's ``transport/`` so the sampler, the baselines and distillation
 reuse them. Shapes: ``x0, noise, x_t: [b, f, c, h, w]``; ``t: [b, f]`` per-frame levels.
@@ -46,3 +46,12 @@ def euler_step(x: torch.Tensor, v: torch.Tensor, t_now: torch.Tensor, t_next: to
 def predict_clean(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The model's estimate of x0 from x_t and v: x0 = x_t - t * v."""
     return x_t - _per_frame(t).to(x_t.dtype) * v
+
+
+def velocity_from_clean(
+    x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, min_level: float
+) -> torch.Tensor:
+    """The velocity of the path through ``x_t`` that ends at the estimate ``x0``: v = (x_t - x0) / t,
+    frame by frame, with ``t`` floored at ``min_level`` so clean frames (t = 0) stay finite. The inverse
+    of ``predict_clean`` wherever t >= min_level; x-predicting models output x0 through it."""
+    return (x_t - x0) / _per_frame(t).clamp_min(min_level).to(x_t.dtype)

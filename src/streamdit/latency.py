@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 
-class Stream(Protocol):
+class Steppable(Protocol):
     """What latency needs of a sampler (``StreamSampler`` has all of it)."""
 
     calls: int
@@ -24,6 +24,12 @@ class Stream(Protocol):
     nfe_per_call: int
 
     def step(self) -> torch.Tensor | None: ...
+
+
+def spread(values: list[float] | np.ndarray) -> dict[str, float]:
+    """Median and 95th percentile of ``values``: how every latency figure is summarised."""
+    values = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(values)), "p95": float(np.percentile(values, 95))}
 
 
 def synchronizer(device: str | torch.device) -> Callable[[], None]:
@@ -34,8 +40,8 @@ def synchronizer(device: str | torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def run_stream(
-    sampler: Stream, frames: int, clock: Callable[[], float], sync: Callable[[], None]
+def time_stream(
+    sampler: Steppable, frames: int, clock: Callable[[], float], sync: Callable[[], None]
 ) -> tuple[float, list[float], list[int], dict[str, int]]:
     """Step ``sampler`` until it has emitted at least ``frames`` frames.
 
@@ -63,7 +69,7 @@ def run_stream(
 
 
 def measure_stream_latency(
-    make_sampler: Callable[[], Stream],
+    make_sampler: Callable[[], Steppable],
     frames: int,
     warmup_frames: int,
     repeats: int,
@@ -89,12 +95,12 @@ def measure_stream_latency(
         )
     sync = synchronizer(device)
     if warmup_frames > 0:
-        run_stream(make_sampler(), warmup_frames, clock, sync)
+        time_stream(make_sampler(), warmup_frames, clock, sync)
     ttff, gaps, sizes, calls, emitted, startup = [], [], [], 0, 0, []
     nfe_per_call = 1
     for _ in range(repeats):
         sampler = make_sampler()
-        first, run_gaps, run_sizes, marks = run_stream(sampler, frames, clock, sync)
+        first, run_gaps, run_sizes, marks = time_stream(sampler, frames, clock, sync)
         if not run_gaps:
             raise ValueError(f"{frames} frames gave a single chunk: raise frames to time chunk gaps")
         ttff.append(first)
@@ -110,12 +116,9 @@ def measure_stream_latency(
         "device": str(device),
         "repeats": repeats,
         "frames": frames,
-        "ttff_s": {"median": float(np.median(ttff)), "p95": float(np.percentile(ttff, 95))},
-        "chunk_latency_s": {"median": float(np.median(gaps_arr)), "p95": float(np.percentile(gaps_arr, 95))},
-        "frame_latency_s": {
-            "median": float(np.median(per_frame)),
-            "p95": float(np.percentile(per_frame, 95)),
-        },
+        "ttff_s": spread(ttff),
+        "chunk_latency_s": spread(gaps_arr),
+        "frame_latency_s": spread(per_frame),
         "frames_per_second": float(emitted / gaps_arr.sum()),
         "calls_per_frame": calls / emitted,
         "nfe_per_frame": calls * nfe_per_call / emitted,

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from streamdit.config import Config, _build, deep_merge, load_config
+from streamdit.config import Config, load_config
+from streamdit.params import build_dataclass, deep_merge
 
 
 @dataclass
@@ -66,7 +67,7 @@ def resolve_methods(params_file: str | Path, profile: str | None = None) -> Meth
     layer = (raw["profiles"][profile] or {}).get("methods", {})
     section = deep_merge(raw["methods"], layer, f"profiles.{profile}.methods.")
     entries = {
-        name: _build(MethodSpec, values, f"methods.entries.{name}")
+        name: build_dataclass(MethodSpec, values, f"methods.entries.{name}")
         for name, values in section["entries"].items()
     }
     for name, spec in entries.items():
@@ -133,83 +134,3 @@ def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
         "full_attention": cfg.model.full_attention,
         "per_frame_time": cfg.model.per_frame_time,
     }
-
-
-COMPARISON_COLUMNS = (
-    "method",
-    "about",
-    "model",
-    "train_steps",
-    "scheme",
-    "long_fvd",
-    "long_fvd_low",
-    "long_fvd_high",
-    "clip_score",
-    "clip_score_low",
-    "clip_score_high",
-    "fvd_first_window",
-    "fvd_last_window",
-    "fps",
-    "nfe_per_frame",
-)
-
-
-def comparison_row(name: str, about: str, model: str, train_steps, metrics: dict) -> dict:
-    """A comparison row from one scheme's entry of an ``evaluate_model`` dict (or the real data's)."""
-    long = metrics["long_stream"]
-    latency = metrics.get("latency", {})
-    return {
-        "method": name,
-        "about": about,
-        "model": model,
-        "train_steps": train_steps,
-        "scheme": metrics.get("scheme", ""),
-        "long_fvd": long["fvd"],
-        "long_fvd_low": long["fvd_ci"][0],
-        "long_fvd_high": long["fvd_ci"][1],
-        "clip_score": long["clip_score"],
-        "clip_score_low": long["clip_score_ci"][0],
-        "clip_score_high": long["clip_score_ci"][1],
-        "fvd_first_window": metrics["windows"][0]["fvd"],
-        "fvd_last_window": metrics["windows"][-1]["fvd"],
-        "fps": latency.get("frames_per_second", ""),
-        "nfe_per_frame": latency.get("nfe_per_frame", ""),
-    }
-
-
-def only_scheme(metrics: dict) -> tuple[str, dict]:
-    """The one evaluated scheme of a method's evaluation: its name and metrics."""
-    if len(metrics["schemes"]) != 1:
-        raise ValueError(f"a method's evaluation holds one scheme, got {sorted(metrics['schemes'])}")
-    return next(iter(metrics["schemes"].items()))
-
-
-def compare_methods(
-    names: list[str], method_metrics: dict[str, dict], main_metrics: dict, main_steps: int
-) -> list[dict]:
-    """Rows of the comparison: the real data, every method of ``names`` (its evaluation JSON in
-    ``method_metrics``) and the main StreamDiT model of the ``train`` stage (``main_metrics``, trained
-    ``main_steps`` steps), each with long-stream FVD and CLIP score and their bootstrap intervals."""
-    rows = [
-        comparison_row("real data", "test scenes against as many val scenes", "", "", main_metrics["real"])
-    ]
-    for name in names:
-        metrics = method_metrics[name]
-        scheme, scores = only_scheme(metrics)
-        about = metrics["method"]
-        rows.append(
-            comparison_row(
-                name, about["about"], about["model_of"], about["train_steps"], {**scores, "scheme": scheme}
-            )
-        )
-    scheme, scores = next(iter(main_metrics["schemes"].items()))
-    rows.append(
-        comparison_row(
-            "streamdit_main",
-            "StreamDiT of the train stage (mixed)",
-            "main",
-            main_steps,
-            {**scores, "scheme": scheme},
-        )
-    )
-    return rows

@@ -1,16 +1,20 @@
 """Evaluation metrics as pure functions (DESIGN.md section 2): Frechet distance, CLIP score,
-caption retrieval and bootstrap confidence intervals.
+caption retrieval, bootstrap confidence intervals, frames to reach a target, and pixel measures of
+the captioned object (colour fraction, shape IoU).
 
-Inputs are feature or embedding matrices ``[n, d]`` (numpy arrays or torch tensors, any float
-dtype); every computation runs in float64 numpy and returns Python floats.
+Feature measures take matrices ``[n, d]`` (numpy arrays or torch tensors, any float dtype), run in
+float64 numpy and return Python floats; pixel measures take videos ``[n, f, c, h, w]`` in [-1, 1].
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from streamdit.video import to_uint8
 
 
 def _as_matrix(x: np.ndarray | torch.Tensor, name: str, min_rows: int = 1) -> np.ndarray:
@@ -171,7 +175,7 @@ def bootstrap_frechet(
     """Bias-corrected percentile bootstrap interval of the Frechet distance between paired features.
 
     ``feats_a`` and ``feats_b`` are ``[n, ..., d]`` with row i of both belonging to unit i (a prompt:
-    its generated and its real clips, possibly several windows each). A resample draws n units with
+    its generated and its real clips, possibly several clips each). A resample draws n units with
     replacement, keeps all their rows in both sets and recomputes the distance (FVD per resample).
     Resampling repeats units, which narrows each set's spread and adds to the distance, so the
     resampled distances sit above the full-sample one; with few units their percentile interval can
@@ -199,3 +203,76 @@ def bootstrap_frechet(
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(stats, [tail, 100 - tail]) - bias
     return max(0.0, float(low)), max(0.0, float(high))
+
+
+def frames_to_reach(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First frame index at which ``scores [p, f]`` reach ``targets [p]``, and whether they do.
+
+    A row that never reaches its target counts as ``f`` frames (censored at the end of the run).
+    Returns ``frames`` (long ``[p]``) and ``reached`` (bool ``[p]``).
+    """
+    if scores.ndim != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(
+            f"need scores [p, f] and targets [p], got {tuple(scores.shape)}, {tuple(targets.shape)}"
+        )
+    hit = scores >= targets[:, None]
+    reached = hit.any(dim=1)
+    first = torch.where(
+        reached, hit.float().argmax(dim=1), torch.full_like(reached, scores.shape[1], dtype=torch.long)
+    )
+    return first.long(), reached
+
+
+def colour_mask(video: torch.Tensor, rgb: tuple[int, int, int], tol: int = 48) -> torch.Tensor:
+    """[f, h, w] bool: the pixels of one video ``[f, c, h, w]`` in [-1, 1] within ``tol`` (L-inf, on
+    uint8 values) of the colour ``rgb``."""
+    u = torch.from_numpy(to_uint8(video)).int()  # [f, h, w, 3]
+    return (u - torch.tensor(rgb).int()).abs().amax(-1) <= tol
+
+
+def colour_fraction(video: torch.Tensor, rgbs: list[tuple[int, int, int]], tol: int = 48) -> torch.Tensor:
+    """[n, f] fraction of each frame's pixels within ``tol`` of its video's colour (``rgbs``: one per video
+    of ``video [n, f, c, h, w]``)."""
+    return torch.stack(
+        [colour_mask(v, c, tol).float().mean(dim=(1, 2)) for v, c in zip(video, rgbs, strict=True)]
+    )
+
+
+def _centred(mask: torch.Tensor) -> torch.Tensor:
+    """A [h, w] bool mask rolled so that its centroid sits at the centre pixel."""
+    h, w = mask.shape
+    ys, xs = mask.nonzero(as_tuple=True)
+    dy, dx = h // 2 - int(ys.float().mean().round()), w // 2 - int(xs.float().mean().round())
+    return torch.roll(mask, shifts=(dy, dx), dims=(0, 1))
+
+
+def shape_iou(
+    video: torch.Tensor, real: torch.Tensor, rgbs: list[tuple[int, int, int] | None], tol: int = 48
+) -> dict:
+    """Shape fidelity without a classifier: per frame, the mask of pixels within ``tol`` of the object's
+    colour (``rgbs``, one per video; None skips the video, e.g. a scene of two objects), centred on its
+    centroid, against the real frame's centred mask (IoU), on frames where both masks hold at least 3
+    pixels. ``video`` and ``real`` are ``[n, f, c, h, w]`` in [-1, 1]. Returns ``iou`` (mean over the
+    compared frames), ``disc`` (the real mask against a centred disc of its own area: what a round blob
+    of the right size scores) and ``present`` (the share of frames compared)."""
+    h, w = video.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    d2 = (yy - h // 2) ** 2 + (xx - w // 2) ** 2  # squared distance to the centre pixel
+    ious, discs, present, total = [], [], 0, 0
+    for v, r, rgb in zip(video, real, rgbs, strict=True):
+        if rgb is None:
+            continue
+        for g, m in zip(colour_mask(v, rgb, tol), colour_mask(r, rgb, tol), strict=True):
+            total += 1
+            if g.sum() < 3 or m.sum() < 3:
+                continue
+            present += 1
+            gc, rc = _centred(g), _centred(m)
+            ious.append(float((gc & rc).sum() / (gc | rc).sum()))
+            disc = d2 <= float(m.sum()) / math.pi
+            discs.append(float((disc & rc).sum() / (disc | rc).sum()))
+    return {
+        "iou": sum(ious) / len(ious) if ious else 0.0,
+        "disc": sum(discs) / len(discs) if discs else 0.0,
+        "present": present / max(total, 1),
+    }

@@ -3,8 +3,9 @@
 Peebles & Xie's DiT with the changes of StreamDiT (DESIGN.md section 1, "Model"):
 - tokens come from a per-frame patch embedding plus a fixed 3D sin-cos table over (frame, row, col);
 - the timestep embedding is computed per frame: DiT's scalar t becomes the vector of levels tau, so every
-  shift / scale / gate is a [b, f, dim] tensor broadcast over that frame's tokens;
-- self-attention runs inside 3D windows, shifted by half a window on odd blocks, or globally (ablation);
+  bias / scale / gate is a [b, f, dim] tensor broadcast over that frame's tokens;
+- self-attention runs inside 3D windows, staggered by half a window on odd blocks (Swin), or globally
+  (ablation);
 - text enters by cross-attention to the encoder's tokens and by its pooled vector added to the conditioning;
 - a learned null caption serves classifier-free guidance.
 Cross-attention is modulated like the other two branches (9 chunks per block), so every block is exactly
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 
 from streamdit.attention import windowed_attention
+from streamdit.flow import velocity_from_clean
 
 PREDICTIONS = ("v", "x")
 # x-prediction divides by the level; below this level the division uses it instead (references sit at 0).
@@ -67,9 +69,9 @@ class ModelConfig:
             raise ValueError(f"prediction={self.prediction!r}: choose one of {PREDICTIONS}")
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: scale and shift normalised tokens (shift and scale broadcast against x)."""
-    return x * (1 + scale) + shift
+def modulate(x: torch.Tensor, bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: scale normalised tokens and add a bias (both broadcast against x; DiT's "shift")."""
+    return x * (1 + scale) + bias
 
 
 def sincos_embedding(positions: torch.Tensor, channels: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -154,7 +156,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, grid, window, shift) -> torch.Tensor:
+    def forward(self, x, grid, window, stagger) -> torch.Tensor:
         """x: [b, n, dim] tokens in `f h w` order on `grid` -> [b, n, dim]."""
         q, k, v = rearrange(
             self.qkv(x), "b n (three heads d) -> three b heads n d", three=3, heads=self.heads
@@ -162,7 +164,7 @@ class SelfAttention(nn.Module):
         if window is None:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
-            out = windowed_attention(q, k, v, grid, window, shift)
+            out = windowed_attention(q, k, v, grid, window, stagger)
         return self.proj(rearrange(out, "b heads n d -> b n (heads d)"))
 
 
@@ -187,9 +189,9 @@ class CrossAttention(nn.Module):
 class DiTBlock(nn.Module):
     """Transformer block with per-frame adaLN-Zero modulation of self-attention, cross-attention and MLP."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, window, shift):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, window, stagger):
         super().__init__()
-        self.window, self.shift = window, shift
+        self.window, self.stagger = window, stagger
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
@@ -204,19 +206,17 @@ class DiTBlock(nn.Module):
         f = x.shape[1]
         # One modulation per frame, broadcast over that frame's p tokens (frame i: its own level).
         mod = rearrange(self.adaLN_modulation(cond), "b f d -> b f 1 d")
-        shift_sa, scale_sa, gate_sa, shift_ca, scale_ca, gate_ca, shift_ff, scale_ff, gate_ff = mod.chunk(
-            9, -1
-        )
+        bias_sa, scale_sa, gate_sa, bias_ca, scale_ca, gate_ca, bias_ff, scale_ff, gate_ff = mod.chunk(9, -1)
 
-        h = rearrange(modulate(self.norm1(x), shift_sa, scale_sa), "b f p d -> b (f p) d")
-        h = self.attn(h, grid, self.window, self.shift)
+        h = rearrange(modulate(self.norm1(x), bias_sa, scale_sa), "b f p d -> b (f p) d")
+        h = self.attn(h, grid, self.window, self.stagger)
         x = x + gate_sa * rearrange(h, "b (f p) d -> b f p d", f=f)
 
-        h = rearrange(modulate(self.norm2(x), shift_ca, scale_ca), "b f p d -> b (f p) d")
+        h = rearrange(modulate(self.norm2(x), bias_ca, scale_ca), "b f p d -> b (f p) d")
         h = self.cross_attn(h, context, context_mask)
         x = x + gate_ca * rearrange(h, "b (f p) d -> b f p d", f=f)
 
-        return x + gate_ff * self.mlp(modulate(self.norm3(x), shift_ff, scale_ff))
+        return x + gate_ff * self.mlp(modulate(self.norm3(x), bias_ff, scale_ff))
 
 
 class FinalLayer(nn.Module):
@@ -230,8 +230,8 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x: [b, f, p, dim]; cond: [b, f, dim] -> [b, f, p, patch * patch * channels]."""
-        shift, scale = rearrange(self.adaLN_modulation(cond), "b f d -> b f 1 d").chunk(2, dim=-1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
+        bias, scale = rearrange(self.adaLN_modulation(cond), "b f d -> b f 1 d").chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), bias, scale))
 
 
 class StreamDiT(nn.Module):
@@ -247,7 +247,7 @@ class StreamDiT(nn.Module):
         self.t_embedder = TimestepEmbedder(cfg.dim)
         self.text_embedder = TextEmbedder(cfg.text_dim, cfg.dim)
         window = None if cfg.full_attention else cfg.window
-        half = tuple(w // 2 for w in cfg.window)  # Swin-style shift on odd blocks
+        half = tuple(w // 2 for w in cfg.window)  # Swin-style staggered windows on odd blocks
         self.blocks = nn.ModuleList(
             DiTBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, window, half if i % 2 else (0, 0, 0))
             for i in range(cfg.depth)
@@ -321,10 +321,9 @@ class StreamDiT(nn.Module):
         )
         if cfg.prediction == "v":
             return out
-        # x-prediction: out is x0; the velocity of the path through x_t is (x_t - x0) / t, frame by frame
-        # at the frame's true level (also without per-frame time).
-        t = rearrange(levels, "b f -> b f 1 1 1").clamp_min(X_MIN_LEVEL).to(x.dtype)
-        return (x - out) / t
+        # x-prediction: out is x0, turned into velocity at each frame's true level (also without
+        # per-frame time).
+        return velocity_from_clean(x, out, levels, X_MIN_LEVEL)
 
     def null_text(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The learned null caption for classifier-free guidance: tokens [batch, 1, text_dim], mask [batch, 1]
@@ -348,8 +347,8 @@ def count_parameters(model: nn.Module) -> int:
 #################################################################################
 
 # CPU default: 8 frames of 32x32 pixels = 8x8 patch tokens each, in 2 windows of 4 frames x 8x8 tokens.
-# Windows span whole frames: with 4x4-token windows, objects (a few patches wide) that straddle a window
-# border were drawn in fragments (a GPU sweep of the cpu-profile training, README "Choices").
+# Windows span whole frames, so an object (a few patches wide) never straddles a window border within
+# a frame (the 4x4-token alternative: reports/config_sweep/).
 TINY = ModelConfig(window=(4, 8, 8))
 
 # One-GPU pixel model on the same 32x32 world as tiny: patch 2 gives 16x16 tokens per frame, 2048 per

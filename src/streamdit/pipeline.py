@@ -14,6 +14,10 @@ string). Unlike the bare ``papermill`` command it shows what a person watching t
   before shutting it down), both of which read as failures. A failing cell still fails the stage
   with its traceback, and a dead kernel still stops it.
 
+``python -m streamdit.pipeline deps NOTEBOOK ...`` prints the source files a stage depends on: every
+``streamdit`` module its notebooks import, directly or through other modules (``source_deps``), the
+list each stage's ``deps`` in dvc.yaml holds (tests/test_dvc_deps.py checks it).
+
 ``python -m streamdit.pipeline summary --since EPOCH`` prints, from the executed notebooks' papermill
 metadata, the wall time of every stage that ran since ``EPOCH`` (seconds), the total, and where the
 report is. The runner is no stage dependency, as papermill itself is none: it decides how a notebook
@@ -23,6 +27,7 @@ is shown, not what it computes.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -105,6 +110,46 @@ def summary(run_dir: str | Path, since: float, report: str | Path, now: float | 
     return "\n".join(lines)
 
 
+def imported_modules(source: str) -> set[str]:
+    """Names of the ``streamdit`` modules that Python ``source`` imports (anywhere, also inside
+    functions): ``{"train", "config", ...}``."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "streamdit":
+            parts = node.module.split(".")
+            found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("streamdit.")}
+    return found
+
+
+def notebook_source(path: str | Path) -> str:
+    """The code cells of a notebook as one Python source (IPython magics and shell lines dropped)."""
+    cells = json.loads(Path(path).read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    return "\n".join(
+        line for line in "\n".join(code).splitlines() if not line.lstrip().startswith(("%", "!"))
+    )
+
+
+def source_deps(notebooks: list[str | Path], package: str | Path = Path(__file__).parent) -> list[str]:
+    """The ``package`` modules that ``notebooks`` import, closed over the modules' own imports, as
+    sorted paths relative to the repository root (``src/streamdit/<module>.py``)."""
+    package = Path(package)
+    todo = set().union(*(imported_modules(notebook_source(nb)) for nb in notebooks))
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = package / f"{name}.py"
+        if not path.is_file():
+            raise ValueError(f"a notebook or module imports streamdit.{name}, which {package} does not hold")
+        seen.add(name)
+        todo |= imported_modules(path.read_text()) - seen
+    return sorted(f"src/streamdit/{name}.py" for name in seen)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streamdit.pipeline", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="a notebook parameter"
     )
+    deps = commands.add_parser("deps", help="the source files the notebooks import, transitively")
+    deps.add_argument("notebooks", nargs="+")
     sums = commands.add_parser("summary", help="wall time of the stages that ran since --since")
     sums.add_argument("--since", type=float, required=True, help="epoch seconds when the run started")
     sums.add_argument("--run-dir", default="runs/notebooks")
@@ -121,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "run":
         run_notebook(args.notebook, args.output, {name: parse_parameter(v) for name, v in args.p})
+    elif args.command == "deps":
+        print("\n".join(source_deps(args.notebooks)))
     else:
         print(summary(args.run_dir, args.since, args.report))
 

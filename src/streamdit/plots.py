@@ -19,16 +19,16 @@ def plot_loss_curve(history: list[float], path: str | Path, smooth: int = 25) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     steps = range(1, len(history) + 1)
-    window = max(1, min(smooth, len(history)))
+    span = max(1, min(smooth, len(history)))
     running = [
-        sum(history[max(0, i - window + 1) : i + 1]) / (i - max(0, i - window + 1) + 1)
+        sum(history[max(0, i - span + 1) : i + 1]) / (i - max(0, i - span + 1) + 1)
         for i in range(len(history))
     ]
     rows = [f"{s},{loss:.6g},{mean:.6g}" for s, loss, mean in zip(steps, history, running, strict=True)]
     path.with_suffix(".csv").write_text("\n".join(["step,loss,running_mean", *rows]) + "\n")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, history, alpha=0.3, lw=0.8, label="per step")
-    ax.plot(steps, running, lw=1.8, label=f"running mean ({window} steps)")
+    ax.plot(steps, running, lw=1.8, label=f"running mean ({span} steps)")
     ax.set_xlabel("training step")
     ax.set_ylabel("flow-matching loss (MSE on v)")
     ax.set_yscale("log")
@@ -69,19 +69,19 @@ def plot_evaluators(metrics: dict, path: str | Path) -> Path:
 
 
 def plot_quality_over_time(metrics: dict, path: str | Path) -> Path:
-    """FVD and CLIP score per window offset of the long streams, per scheme, with the real-data floor."""
+    """FVD and CLIP score per clip offset of the long streams, per scheme, with the real-data floor."""
     fig, (fvd_ax, clip_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
-    real = metrics["real"]["windows"]
+    real = metrics["real"]["clips"]
     offsets = [w["offset"] for w in real]
     fvd_ax.plot(offsets, [w["fvd"] for w in real], "k--", label="real vs real (floor)")
     clip_ax.plot(offsets, [w["clip_score"] for w in real], "k--", label="real clips")
     for name, m in metrics["schemes"].items():
-        fvd_ax.plot(offsets, [w["fvd"] for w in m["windows"]], "o-", label=name)
-        clip_ax.plot(offsets, [w["clip_score"] for w in m["windows"]], "o-", label=name)
+        fvd_ax.plot(offsets, [w["fvd"] for w in m["clips"]], "o-", label=name)
+        clip_ax.plot(offsets, [w["clip_score"] for w in m["clips"]], "o-", label=name)
     fvd_ax.set_ylabel(f"FVD ({metrics['features']})")
     clip_ax.set_ylabel("CLIP score")
     for ax in (fvd_ax, clip_ax):
-        ax.set_xlabel(f"window start frame ({metrics['clip_frames']}-frame windows)")
+        ax.set_xlabel(f"clip start frame ({metrics['clip_frames']}-frame clips)")
         ax.grid(alpha=0.3)
     fvd_ax.legend(fontsize=8)
     return _save(fig, path)
@@ -100,11 +100,11 @@ def plot_latency(metrics: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_methods_over_time(windows: dict[str, list[dict]], floor: list[dict], path: str | Path) -> Path:
-    """FVD and CLIP score per window offset of every method's long streams (``windows``: label -> the
+def plot_methods_over_time(clips: dict[str, list[dict]], floor: list[dict], path: str | Path) -> Path:
+    """FVD and CLIP score per clip offset of every method's long streams (``clips``: label -> the
     ``quality_over_time`` rows of its evaluation), with the real-vs-real floor dashed."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, rows in windows.items():
+    for label, rows in clips.items():
         offsets = [r["offset"] for r in rows]
         left.plot(offsets, [r["fvd"] for r in rows], marker="o", label=label)
         right.plot(offsets, [r["clip_score"] for r in rows], marker="o", label=label)
@@ -112,7 +112,7 @@ def plot_methods_over_time(windows: dict[str, list[dict]], floor: list[dict], pa
     left.plot(offsets, [r["fvd"] for r in floor], "k--", label="real data (floor)")
     right.plot(offsets, [r["clip_score"] for r in floor], "k--", label="real data")
     for ax, name in ((left, "FVD (lower is better)"), (right, "CLIP score (higher is better)")):
-        ax.set_xlabel("window start (frame of the stream)")
+        ax.set_xlabel("clip start (frame of the stream)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     left.legend(fontsize=7)

@@ -14,9 +14,10 @@ from tqdm.std import tqdm
 
 
 def progress_bar(
-    total: int, desc: str, enabled: bool, *, initial: int = 0, unit: str = "step", iterable=None
+    total: int | None, desc: str, enabled: bool, *, initial: int = 0, unit: str = "step", iterable=None
 ) -> tqdm:
-    """A text bar over ``total`` units starting at ``initial`` (resumed runs); a no-op if not ``enabled``.
+    """A text bar over ``total`` units (None: open-ended) starting at ``initial`` (resumed runs); a no-op
+    if not ``enabled``.
 
     Wraps ``iterable`` when given (``for _ in progress_bar(n, ..., iterable=range(n))``), else the
     loop calls ``update``. The bar shows count, rate, elapsed time and ETA; loops add their own

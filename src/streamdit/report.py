@@ -15,28 +15,18 @@ from pathlib import Path
 import yaml
 
 from streamdit.config import load_config
-from streamdit.evaluate import REPORT_COLUMNS, markdown_table, report_rows
-from streamdit.methods import COMPARISON_COLUMNS
+from streamdit.tables import (
+    LATENCY_COLUMNS,
+    MAIN_COLUMNS,
+    QUALITY_COLUMNS,
+    latency_row,
+    markdown_table,
+    report_rows,
+)
 
 # DESIGN.md section 1, "Baselines": the methods the paper compares StreamDiT with. Every other entry of
 # params.yaml `methods` is an ablation of StreamDiT itself.
 BASELINES = ("uniform_extension", "uniform_clips", "fifo", "diffusion_forcing")
-LATENCY_COLUMNS = (
-    "model",
-    "scheme",
-    "device",
-    "ttff_s",
-    "frame_latency_ms_median",
-    "frame_latency_ms_p95",
-    "fps",
-    "nfe_per_frame",
-)
-# The comparison's columns without the sampled model's name (it is in `about`) and the first window.
-MAIN_COLUMNS = tuple(c for c in COMPARISON_COLUMNS if c not in ("model", "fvd_first_window"))
-# The evaluation's columns without its latency times, which the latency table gives per model.
-QUALITY_COLUMNS = tuple(
-    c for c in REPORT_COLUMNS if c not in ("ttff_s", "frame_latency_ms_median", "frame_latency_ms_p95")
-)
 # The paper's real-time bar: 16 frames/s (512p, one H100).
 PAPER_FPS = 16.0
 FIGURES = (
@@ -57,22 +47,6 @@ def _read(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run its stage first (dvc repro)")
     return json.loads(path.read_text())
-
-
-def latency_row(model: str, metrics: dict) -> dict:
-    """One latency row from an ``evaluate_model`` dict of one scheme (its first)."""
-    scheme, m = next(iter(metrics["schemes"].items()))
-    lat = m["latency"]
-    return {
-        "model": model,
-        "scheme": scheme,
-        "device": lat["device"],
-        "ttff_s": lat["ttff_s"]["median"],
-        "frame_latency_ms_median": 1000 * lat["frame_latency_s"]["median"],
-        "frame_latency_ms_p95": 1000 * lat["frame_latency_s"]["p95"],
-        "fps": lat["frames_per_second"],
-        "nfe_per_frame": lat["nfe_per_frame"],
-    }
 
 
 def compare_intervals(a: dict, b: dict, measure: str, lower_is_better: bool) -> str:
@@ -106,9 +80,9 @@ def claim_lines(rows: dict[str, dict], student: dict, teacher: dict, distill: di
             f"{ours['clip_score']:.1f} vs {rows[name]['clip_score']:.1f} (**{clip}**)."
         )
     if ours is not None:
-        drift = ours["fvd_last_window"] / ours["fvd_first_window"]
+        drift = ours["fvd_last_clip"] / ours["fvd_first_clip"]
         lines.append(
-            "- Claim: no drift over long streams. This run (mixed): FVD of the last window / the first "
+            "- Claim: no drift over long streams. This run (mixed): FVD of the last clip / the first "
             f"= {drift:.2f} (1 means none; above 1 means the stream degrades)."
         )
     t_m = next(iter(teacher["schemes"].values()))
@@ -216,7 +190,7 @@ def write_study_report(
         "",
         "## StreamDiT against the baselines",
         "",
-        "From `metrics/comparison.json` (`compare` stage). `long_fvd` pools every window of the long "
+        "From `metrics/comparison.json` (`compare` stage). `long_fvd` pools every clip of the long "
         "streams; `_low` / `_high` are the bootstrap interval. `mixed` is trained with the baselines' "
         "budget; `streamdit_main` is the main model of the `train` stage.",
         "",
@@ -231,7 +205,7 @@ def write_study_report(
         lines.append(
             f"None ran at the {cfg.profile} profile (its `methods.run` holds only the baselines). The gpu "
             "profile runs them all; at any profile, `dvc exp run -S 'methods_run=[...]'` with the same list "
-            "in the profile's `methods.run` adds them (README, 'Baselines and ablations')."
+            "in the profile's `methods.run` adds them (docs/baselines.md)."
         )
     lines += [
         "",

@@ -14,14 +14,8 @@ from torch import nn
 
 from streamdit.acceleration import autocast, check_precision
 from streamdit.flow import euler_step
-from streamdit.schedule import Scheme, buffer_levels, check_buffer
-from streamdit.text import TextEmbedding, cat
-
-
-def null_embedding(model: nn.Module, batch: int) -> TextEmbedding:
-    """The model's learned null caption for ``batch`` rows (classifier-free guidance)."""
-    tokens, mask, pooled = model.null_text(batch)
-    return TextEmbedding(tokens, mask, pooled)
+from streamdit.schedule import Scheme, buffer_levels, check_buffer, nfe_per_call
+from streamdit.text import TextEmbedding, cat, null_embedding
 
 
 def guided_velocity(
@@ -40,11 +34,6 @@ def guided_velocity(
     v = model(torch.cat([x, x]), torch.cat([levels, levels]), both.tokens, both.mask, both.pooled).to(x.dtype)
     v_text, v_null = v[:b], v[b:]
     return v_null + cfg_scale * (v_text - v_null)
-
-
-def nfe_per_call(cfg_scale: float) -> int:
-    """Forward passes per model call: two with guidance (text and null rows), one without."""
-    return 1 if cfg_scale == 1.0 else 2
 
 
 def levels_like(

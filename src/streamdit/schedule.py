@@ -66,8 +66,24 @@ class Scheme:
 
     @property
     def calls_per_frame(self) -> float:
-        """Model calls per emitted frame in the steady stream (without CFG)."""
+        """Model calls per emitted frame in the steady stream."""
         return self.s / self.c
+
+    def nfe_per_frame(self, cfg_scale: float) -> float:
+        """Forward passes per emitted frame in the steady stream: s / c calls, times 2 with guidance."""
+        return self.calls_per_frame * nfe_per_call(cfg_scale)
+
+    def distilled(self) -> Scheme:
+        """The student (K, N, c, 1) of this teacher scheme (K, N, c, s): T' = N steps on the teacher's
+        grid points t_{j s}, one call per segment of s teacher calls (``distill.py``)."""
+        if self.s < 2:
+            raise ValueError(f"a teacher scheme needs s >= 2 micro-steps to distil, got {self} (s={self.s})")
+        return Scheme(K=self.K, N=self.N, c=self.c, s=1)
+
+    @property
+    def spec(self) -> str:
+        """The scheme written "K,N,c,s", the form ``parse`` reads."""
+        return f"{self.K},{self.N},{self.c},{self.s}"
 
     @classmethod
     def for_buffer(cls, B: int, c: int, s: int, K: int = 0) -> Scheme:
@@ -91,13 +107,22 @@ class Scheme:
     @classmethod
     def parse(cls, spec: list[int] | tuple[int, ...] | str) -> Scheme:
         """A scheme from ``[K, N, c, s]`` (a list, or the string "K,N,c,s")."""
-        values = [int(v) for v in spec.split(",")] if isinstance(spec, str) else list(spec)
+        written = f"scheme {spec!r} is not 'K,N,c,s' (four integers such as '0,2,4,8')"
+        try:
+            values = [int(v) for v in spec.split(",")] if isinstance(spec, str) else list(spec)
+        except ValueError as err:
+            raise ValueError(f"{written}: {err}") from None
         if len(values) != 4:
-            raise ValueError(f"a scheme is written [K, N, c, s] (4 integers), got {spec!r}")
+            raise ValueError(f"{written}: a scheme is written [K, N, c, s]")
         return cls(*values)
 
     def __str__(self) -> str:
         return f"K{self.K}-N{self.N}-c{self.c}-s{self.s}"
+
+
+def nfe_per_call(cfg_scale: float) -> int:
+    """Forward passes per model call: two with guidance (text and null rows), one without."""
+    return 1 if cfg_scale == 1.0 else 2
 
 
 def check_buffer(scheme: Scheme, B: int) -> None:
@@ -162,18 +187,31 @@ def offset_from_unit(scheme: Scheme, u: torch.Tensor, started: torch.Tensor) -> 
     return lo + u * (scheme.s - lo)
 
 
+def draw_positions(
+    batch: int, generator: torch.Generator, startup_prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where along a stream each training sample sits: ``u [batch]`` uniform in [0, 1) (float64) and
+    ``started [batch]``, False with probability ``startup_prob`` (a stream's start-up). ``offset_from_unit``
+    turns them into a scheme's offsets; training and distillation both draw through here."""
+    if not 0.0 <= startup_prob <= 1.0:
+        raise ValueError(f"startup_prob must be in [0, 1], got {startup_prob}")
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    started = torch.rand(batch, generator=generator, dtype=torch.float64) >= startup_prob
+    return u, started
+
+
 def sample_training_levels(
     schemes: list[Scheme],
     probs: list[float],
     batch: int,
     generator: torch.Generator,
-    warmup_prob: float = 0.1,
+    startup_prob: float = 0.1,
     shift: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mixed training (DESIGN.md "Mixed training"): draw a scheme and an offset per sample.
 
     Returns ``levels [batch, B]`` (float32), ``mask [batch, B]`` (frames with a loss) and
-    the drawn scheme index ``[batch]``. With probability ``warmup_prob`` the sample is a
+    the drawn scheme index ``[batch]``. With probability ``startup_prob`` the sample is a
     stream's start-up (see the module docstring), so the model also learns to start a
     stream from pure noise.
     """
@@ -186,14 +224,11 @@ def sample_training_levels(
     B = schemes[0].B
     for scheme in schemes:
         check_buffer(scheme, B)
-    if not 0.0 <= warmup_prob <= 1.0:
-        raise ValueError(f"warmup_prob must be in [0, 1], got {warmup_prob}")
 
     which = torch.multinomial(
         torch.tensor(probs, dtype=torch.float64), batch, replacement=True, generator=generator
     )
-    u = torch.rand(batch, generator=generator, dtype=torch.float64)
-    started = torch.rand(batch, generator=generator, dtype=torch.float64) >= warmup_prob
+    u, started = draw_positions(batch, generator, startup_prob)
     levels = torch.empty(batch, B, dtype=torch.float64)
     mask = torch.empty(batch, B, dtype=torch.bool)
     for k, scheme in enumerate(schemes):

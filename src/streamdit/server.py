@@ -30,7 +30,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse
 from PIL import Image
 
-from streamdit.interactive import Streamer
+from streamdit.streaming import Streamer
 from streamdit.text import TextEmbedding, check_caption
 from streamdit.video import to_uint8
 
@@ -57,7 +57,7 @@ def parse_prompt_message(raw: str | None) -> str:
     return check_caption(message["prompt"])
 
 
-class LiveStream:
+class StreamThread:
     """One client's endless stream: a thread steps the sampler and hands out frame messages, at most
     ``in_flight`` unsent at a time (so generation waits for a slow client) and ``max_fps`` per second."""
 
@@ -166,7 +166,7 @@ def create_app(streamer: Streamer, default_prompt: str, *, seed: int = 0, max_fp
             async with lock:
                 await websocket.send_json(message)
 
-        async def forward(stream: LiveStream) -> None:
+        async def forward(stream: StreamThread) -> None:
             async for message in stream.messages():
                 await send(message)
 
@@ -183,7 +183,7 @@ def create_app(streamer: Streamer, default_prompt: str, *, seed: int = 0, max_fp
                     await send({"type": "error", "message": str(err)})
                     continue
                 if stream is None:
-                    stream = LiveStream(streamer, prompt, seed, max_fps, asyncio.get_running_loop())
+                    stream = StreamThread(streamer, prompt, seed, max_fps, asyncio.get_running_loop())
                     app.state.streams.add(stream)
                     forwarder = asyncio.create_task(forward(stream))
                 else:
@@ -203,7 +203,7 @@ def create_app(streamer: Streamer, default_prompt: str, *, seed: int = 0, max_fp
             if forwarder is not None:
                 await asyncio.gather(forwarder, return_exceptions=True)  # it may have failed: client gone
 
-    def retire(stream: LiveStream) -> None:
+    def retire(stream: StreamThread) -> None:
         """Wait for ``stream``'s thread to end, then forget it (runs in a worker thread)."""
         stream.join()
         app.state.streams.discard(stream)

@@ -34,6 +34,10 @@ class TextEmbedding:
             self.tokens.to(device, dtype), self.mask.to(device), self.pooled.to(device, dtype)
         )
 
+    def __getitem__(self, rows: slice | torch.Tensor) -> TextEmbedding:
+        """The rows ``rows`` of the batch."""
+        return TextEmbedding(self.tokens[rows], self.mask[rows], self.pooled[rows])
+
     def where(self, keep: torch.Tensor, other: TextEmbedding) -> TextEmbedding:
         """Row i from self where ``keep[i]``, else from ``other`` (padded to a common length)."""
         a, b = pad_to(self, other.tokens.shape[1]), pad_to(other, self.tokens.shape[1])
@@ -53,6 +57,13 @@ def pad_to(emb: TextEmbedding, length: int) -> TextEmbedding:
     tokens = torch.nn.functional.pad(emb.tokens, (0, 0, 0, extra))
     mask = torch.nn.functional.pad(emb.mask, (0, extra), value=False)
     return TextEmbedding(tokens, mask, emb.pooled)
+
+
+def null_embedding(model: torch.nn.Module, batch: int) -> TextEmbedding:
+    """The model's learned null caption for ``batch`` rows: what caption dropout trains and
+    classifier-free guidance contrasts with."""
+    tokens, mask, pooled = model.null_text(batch)
+    return TextEmbedding(tokens, mask, pooled)
 
 
 def cat(embeddings: list[TextEmbedding]) -> TextEmbedding:

@@ -1,4 +1,5 @@
-"""Video I/O: MP4 and GIF writing, decoding any video to frames, tensor conversion and PNG film strips.
+"""Video I/O: MP4 and GIF writing, frame sinks for streams, decoding any video to frames, tensor
+conversion and PNG film strips.
 
 Frames on disk and in numpy are uint8 `[f, h, w, 3]` (RGB); frames in torch are float32 `[f, c, h, w]`
 in [-1, 1], the range the flow model is trained on.
@@ -6,6 +7,8 @@ in [-1, 1], the range the flow model is trained on.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +215,85 @@ def save_strip(
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path, format="PNG")
     return path
+
+
+class GifSink:
+    """Collects frames and writes a looping GIF on ``close`` (a GIF's palette needs every frame)."""
+
+    def __init__(self, path: Path, fps: int, scale: int):
+        self.path, self.fps, self.scale = path, fps, scale
+        self.frames: list[np.ndarray] = []
+
+    def write(self, frames: np.ndarray) -> None:
+        self.frames.append(frames)
+
+    def close(self) -> None:
+        write_gif(np.concatenate(self.frames), self.path, fps=self.fps, scale=self.scale)
+
+
+class RawSink:
+    """Raw uint8 RGB frames, ``h * w * 3`` bytes each, to standard output (for ffplay or a pipe)."""
+
+    def __init__(self, scale: int):
+        self.scale = scale
+        self.told = False
+
+    def write(self, frames: np.ndarray) -> None:
+        frames = frames.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
+        if not self.told:
+            _, h, w, _ = frames.shape
+            print(f"stdout: raw rgb24 frames of {w}x{h} pixels", file=sys.stderr)
+            self.told = True
+        try:
+            sys.stdout.buffer.write(frames.tobytes())
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            # The reader left: point stdout at /dev/null so that Python's exit flush stays quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise
+
+    def close(self) -> None:
+        pass
+
+
+def make_sink(out: str, fps: int, scale: int, endless: bool) -> Mp4Writer | GifSink | RawSink:
+    """Where frames go: ``x.mp4`` (written as they come), ``x.gif`` (written at the end) or ``-``."""
+    if out == "-":
+        return RawSink(scale)
+    path = Path(out)
+    if path.suffix.lower() == ".mp4":
+        return Mp4Writer(path, fps=fps, scale=scale)
+    if path.suffix.lower() == ".gif":
+        if endless:
+            raise ValueError(f"an endless stream cannot go to a GIF ({out}): write .mp4 or - instead")
+        return GifSink(path, fps, scale)
+    raise ValueError(f"--out must end in .mp4 or .gif, or be - (raw RGB on stdout); got {out!r}")
+
+
+class FrameList:
+    """A ``streaming.write_stream`` sink that keeps the uint8 frames ``[f, h, w, 3]`` it is given."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+
+    def write(self, frames: np.ndarray) -> None:
+        self.chunks.append(frames)
+
+    def close(self) -> None:
+        pass
+
+
+def reference_strip(
+    path: str | Path, prompts: list[str], real: list[np.ndarray | None], videos: dict[str, np.ndarray]
+) -> Path:
+    """A strip with, per prompt, its real stream (when there is one) above one row per labelled video:
+    ``videos`` maps a label to uint8 frames ``[n, f, h, w, 3]`` (one stream per prompt)."""
+    rows, captions = [], []
+    for i, prompt in enumerate(prompts):
+        if real[i] is not None:
+            rows.append(real[i])
+            captions.append(f"real: {prompt}")
+        for label, video in videos.items():
+            rows.append(video[i])
+            captions.append(f"{label}: {prompt}")
+    return save_strip(rows, path, captions=captions, scale=3)

@@ -1,7 +1,8 @@
 #!/bin/bash
-# Sourced by the *_gpu.sh / gpu_profile_run.sh scripts on a lent GPU, whose image has PyTorch but no
-# open_clip, DVC or PyAV: install the wheels carried in scratch/whl, generate the world from params.yaml
-# (PyAV stubbed: the generator does not write video) and define run_variants.
+# Set-up of a GPU machine whose image has PyTorch but no open_clip, DVC or PyAV, sourced by
+# config_sweep_gpu.sh, distill_sweep_gpu.sh and gpu_profile_run.sh: installs the wheels in scratch/whl
+# into /tmp/site, generates the world from params.yaml (PyAV stubbed: the generator writes no video)
+# and defines run_variants.
 set -e
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site scratch/whl/*.whl
 export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1

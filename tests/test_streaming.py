@@ -2,16 +2,16 @@ import pytest
 import torch
 from test_sampling import FakeModel
 
-from streamdit.interactive import (
-    Streamer,
-    follow_schedule,
-    load_streamer,
-    measure_switch,
-    parse_schedule,
-    read_schedule,
-)
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
+from streamdit.streaming import (
+    Streamer,
+    follow_timeline,
+    load_streamer,
+    measure_switch,
+    parse_timeline,
+    read_timeline,
+)
 from streamdit.text import TextEmbedding
 
 
@@ -29,12 +29,12 @@ def constant_encode(prompt):
     )
 
 
-def test_schedule_file_format(tmp_path):
+def test_timeline_file_format(tmp_path):
     path = tmp_path / "prompts.txt"
     path.write_text(
         '# a red start\n\n0: a red circle moving left\n  64: "a blue square bouncing"\n100:it\'s: fine\n'
     )
-    assert read_schedule(path) == [
+    assert read_timeline(path) == [
         (0, "a red circle moving left"),
         (64, "a blue square bouncing"),
         (100, "it's: fine"),
@@ -55,23 +55,23 @@ def test_schedule_file_format(tmp_path):
         ("# only a comment\n", "holds no 'frame: prompt' line"),
     ],
 )
-def test_bad_schedules_name_the_line_and_the_problem(text, message):
+def test_bad_timelines_name_the_line_and_the_problem(text, message):
     with pytest.raises(ValueError, match=message):
-        parse_schedule(text)
+        parse_timeline(text)
 
 
-def test_missing_schedule_file_is_a_clear_error(tmp_path):
+def test_missing_timeline_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
-        read_schedule(tmp_path / "nope.txt")
+        read_timeline(tmp_path / "nope.txt")
 
 
-def test_schedule_switches_at_the_next_chunk_boundary():
+def test_timeline_switches_at_the_next_chunk_boundary():
     """An exact velocity lands every frame on the target of the text in force at its last call, so
     frames show which prompt made them: the switch at frame 6 takes over with chunk 8..11."""
     scheme = Scheme(K=0, N=2, c=4, s=2)
     sampler = StreamSampler(FakeModel(towards_pooled, frames=scheme.B), scheme, constant_encode("green"))
-    schedule = [(0, "red"), (6, "blue"), (12, "green")]
-    chunks = follow_schedule(sampler, schedule, constant_encode)
+    timeline = [(0, "red"), (6, "blue"), (12, "green")]
+    chunks = follow_timeline(sampler, timeline, constant_encode)
     got = [next(chunks) for _ in range(5)]
     assert [prompt for _, prompt in got] == ["red", "red", "blue", "green", "green"]
     values = torch.cat([chunk for chunk, _ in got], dim=1)[0, :, 0, 0, 0]
@@ -79,12 +79,12 @@ def test_schedule_switches_at_the_next_chunk_boundary():
     torch.testing.assert_close(values, torch.tensor(expected), atol=1e-5, rtol=0)
 
 
-def test_schedule_prompts_are_all_validated_before_the_first_call():
+def test_timeline_prompts_are_all_validated_before_the_first_call():
     scheme = Scheme(K=0, N=2, c=4, s=2)
     model = FakeModel(towards_pooled, frames=scheme.B)
     sampler = StreamSampler(model, scheme, constant_encode("red"))
     with pytest.raises(KeyError, match="purple"):
-        next(follow_schedule(sampler, [(0, "red"), (64, "purple")], constant_encode))
+        next(follow_timeline(sampler, [(0, "red"), (64, "purple")], constant_encode))
     assert model.calls == 0
 
 
@@ -118,7 +118,7 @@ def test_a_switch_changes_only_the_frames_after_it(streamer):
     a, b = "a red circle moving left", "a yellow square moving up on a black background"
     alone = streamer.sampler(a, seed=4).take(24)
     sampler = streamer.sampler(a, seed=4)
-    chunks = follow_schedule(sampler, [(0, a), (8, b)], streamer.encode)
+    chunks = follow_timeline(sampler, [(0, a), (8, b)], streamer.encode)
     switched = torch.cat([next(chunks)[0].float() for _ in range(6)], dim=1)
     assert torch.equal(switched[:, :8], alone[:, :8])
     later = (switched[:, 12:] - alone[:, 12:]).abs().mean(dim=(0, 2, 3, 4))
@@ -131,7 +131,7 @@ def test_measure_switch_counts_frames_until_the_stream_is_the_new_prompts(stream
     assert result["switch_at"] == 8 and result["identical_before_switch"]
     progress = torch.tensor(result["progress"])
     # d_A / (d_A + d_B) by hand, from the streams the library's sampler gives (6 chunks of 4 frames)
-    chunks = follow_schedule(streamer.sampler(a, seed=2), [(0, a), (6, b)], streamer.encode)
+    chunks = follow_timeline(streamer.sampler(a, seed=2), [(0, a), (6, b)], streamer.encode)
     switched = torch.cat([next(chunks)[0].float() for _ in range(6)], dim=1)[0, 8:]
     d_a, d_b = (
         (switched - streamer.sampler(p, seed=2).take(24)[0, 8:]).pow(2).mean(dim=(1, 2, 3)) for p in (a, b)

@@ -1,0 +1,36 @@
+"""Writing files safely: every artefact goes through a temporary file and a rename, so an interrupted
+run never leaves a torn file behind; JSON in the one format every stage's metrics use."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(f)`` on ``path.tmp`` opened for binary writing, then rename it to ``path``
+    (creating the parent folder). Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(obj: object, path: str | Path, indent: int = 2) -> Path:
+    """``obj`` as JSON with sorted keys and a final newline, written atomically. Returns ``path``."""
+    text = json.dumps(obj, indent=indent, sort_keys=True) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_json(path: str | Path, what: str = "file") -> object:
+    """The JSON in ``path``; a missing file raises FileNotFoundError naming ``what`` it should hold."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    return json.loads(path.read_text())
