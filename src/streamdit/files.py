@@ -11,19 +11,21 @@ from typing import BinaryIO
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(f)`` on ``path.tmp`` opened for binary writing, then rename it to ``path``
-    (creating the parent folder). Returns ``path``."""
+    """Call ``write(f)`` on a temporary file beside ``path`` opened for binary writing, then rename it to
+    ``path`` (creating the parent folder). Returns ``path``. The temporary name carries the process id,
+    so processes that write the same file at once (e.g. DDP ranks filling one cache) never share it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         write(f)
     os.replace(tmp, path)
     return path
 
 
-def write_json(obj: object, path: str | Path, indent: int = 2) -> Path:
-    """``obj`` as JSON with sorted keys and a final newline, written atomically. Returns ``path``."""
+def write_json(obj: object, path: str | Path, indent: int | None = 2) -> Path:
+    """``obj`` as JSON with sorted keys and a final newline (``indent`` None: on one line), written
+    atomically. Returns ``path``."""
     text = json.dumps(obj, indent=indent, sort_keys=True) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
 

@@ -134,8 +134,8 @@ class Run:
             fields["lr"] = f"{lr:.1e}"
         show(self.bar, **fields)
         if self.live is not None and (self.step % self.log_every == 0 or self.finished):
-            window = self.history[-self.log_every :]
-            self.live.log_metric(f"{self.section}/loss", sum(window) / len(window))
+            recent = self.history[-self.log_every :]
+            self.live.log_metric(f"{self.section}/loss", sum(recent) / len(recent))
             for name, value in (("lr", lr), ("grad_norm", grad_norm)):
                 if value is not None:
                     self.live.log_metric(f"{self.section}/{name}", value)
@@ -154,7 +154,7 @@ class Run:
         returns ``summary``."""
         if self.dir is not None:
             write_json(summary, self.dir / "summary.json")
-            (self.dir / "loss.json").write_text(json.dumps(self.history) + "\n")
+            write_json(self.history, self.dir / "loss.json", indent=None)
         if self.live is not None:
             self.live.end()
         return summary

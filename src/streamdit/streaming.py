@@ -36,10 +36,12 @@ from streamdit.video import to_uint8
 
 @dataclass
 class Streamer:
-    """A model, the encoder of its captions and how it is sampled (scheme, guidance, time shift)."""
+    """A model, the encoder of its captions and how it is sampled (scheme, guidance, time shift).
+
+    ``encoder`` may be None for a streamer that is only ever given encoded text (``TextEmbedding``)."""
 
     model: nn.Module
-    encoder: Callable[[list[str]], TextEmbedding]
+    encoder: Callable[[list[str]], TextEmbedding] | None
     scheme: Scheme
     cfg_scale: float
     shift: float
@@ -57,6 +59,8 @@ class Streamer:
 
     def encode(self, prompt: str) -> TextEmbedding:
         """One prompt as a batch of one row; an empty or over-long prompt raises ValueError."""
+        if self.encoder is None:
+            raise ValueError("this Streamer has no text encoder: give it encoded text (a TextEmbedding)")
         return self.encoder([check_caption(prompt)])
 
     def sampler(self, prompt: str | TextEmbedding, seed: int) -> StreamSampler:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from streamdit.files import atomic_write
 
 DEFAULT_ENCODER = "minilm"
 MAX_CAPTION_CHARS = 1000  # longer input is a mistake (a file pasted as a prompt), not a caption
@@ -156,11 +157,8 @@ class TextEncoder:
         for start in range(0, len(todo), batch_size):
             self._encode_batch(todo[start : start + batch_size])
         if cache_file is not None and todo:
-            Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-            # A temporary name of this process's own: two runs may fill the same cache at once.
-            tmp = Path(cache_file).with_name(f"{Path(cache_file).name}.{os.getpid()}.tmp")
-            torch.save({"key": self.cache_key, "items": self._cache}, tmp)
-            tmp.replace(cache_file)
+            state = {"key": self.cache_key, "items": self._cache}
+            atomic_write(cache_file, lambda f: torch.save(state, f))  # two runs may fill it at once
 
     def __call__(self, captions: list[str]) -> TextEmbedding:
         """Encode captions (cached) to a padded batch on the CPU."""

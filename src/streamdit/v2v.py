@@ -54,7 +54,7 @@ class VideoToVideo:
         self.source = iter(frames)
         scheme = sampler.scheme
         self.slots = scheme.N * scheme.c  # buffer frames after the K references
-        self.window: list[torch.Tensor] = []  # the input frame of each slot, oldest first
+        self.inputs: list[torch.Tensor] = []  # the input frame of each slot, oldest first
         self.read = 0  # input frames read so far
         self.length: int | None = None  # input frames in all, once the input has ended
         # The noise e of each slot: the buffer starts as pure noise, and every chunk that
@@ -64,29 +64,29 @@ class VideoToVideo:
         grid = time_grid(scheme.T, sampler.shift).float()[1:]
         self.start_level = float(grid[grid >= strength][0])
 
-    def _fill_window(self) -> None:
+    def _fill_inputs(self) -> None:
         """Read input frames until every slot has one; past the end the last frame repeats."""
-        while len(self.window) < self.slots:
+        while len(self.inputs) < self.slots:
             frame = next(self.source, None) if self.length is None else None
             if frame is None:
                 if self.read == 0:
                     raise ValueError("the input video has no frames")
                 self.length = self.read
-                self.window.append(self.window[-1])
+                self.inputs.append(self.inputs[-1])
                 continue
             if tuple(frame.shape) != self.sampler.frame_shape:
                 raise ValueError(
                     f"input frame {self.read} has shape {tuple(frame.shape)}; the model needs "
                     f"{self.sampler.frame_shape} (channels, height, width)"
                 )
-            self.window.append(frame)
+            self.inputs.append(frame)
             self.read += 1
 
     def _hold_on_path(self) -> None:
         """Put every slot whose level is at or above ``strength`` on its input's noising path."""
         sampler, K = self.sampler, self.sampler.scheme.K
         t = sampler.levels(sampler.offset)[:, K:]  # [b, N c]
-        x_in = torch.stack(self.window).to(sampler.device, sampler.dtype).expand_as(self.noise)
+        x_in = torch.stack(self.inputs).to(sampler.device, sampler.dtype).expand_as(self.noise)
         held = rearrange(t >= self.strength, "b f -> b f 1 1 1")
         sampler.x[:, K:] = torch.where(held, interpolate(x_in, self.noise, t), sampler.x[:, K:])
 
@@ -95,13 +95,13 @@ class VideoToVideo:
         (the last chunk is cut short where the input ends)."""
         c, out = self.sampler.scheme.c, 0
         while self.length is None or out < self.length:
-            self._fill_window()
+            self._fill_inputs()
             self._hold_on_path()
             chunk = self.sampler.step()
             if chunk is None:
                 continue
             # The emitted slots leave; the chunk of noise that just entered is their successors' e.
-            self.window = self.window[c:]
+            self.inputs = self.inputs[c:]
             self.noise = torch.cat([self.noise[:, c:], self.sampler.x[:, -c:]], dim=1)
             keep = c if self.length is None else min(c, self.length - out)
             out += keep
