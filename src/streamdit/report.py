@@ -9,12 +9,12 @@ trace a number back to the code that produced it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
 from streamdit.config import load_config
+from streamdit.files import read_json
 from streamdit.tables import (
     LATENCY_COLUMNS,
     MAIN_COLUMNS,
@@ -44,9 +44,8 @@ FIGURES = (
 
 
 def _read(path: Path) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run its stage first (dvc repro)")
-    return json.loads(path.read_text())
+    """A stage's metrics JSON; a missing one names the file and what makes it."""
+    return read_json(path, "stage metrics (run its stage first: dvc repro)")
 
 
 def compare_intervals(a: dict, b: dict, measure: str, lower_is_better: bool) -> str:
