@@ -2,9 +2,10 @@
 
 Distils the trained teacher (models/streamdit.pt) with ``streamdit.distill.distill`` under several
 settings and reports, for each student and for the teacher, the FVD of 16-frame streams against the
-real test clips (32 test prompts, the world video encoder's features, as the evaluate stage). It runs
-on a GPU machine the same way as ``config_sweep.py`` (whose stubs it reuses;
-``benchmarks/distill_sweep_gpu.sh VARIANT ...``). Results: ``reports/distill_sweep/``.
+real val clips (32 val prompts: settings are tuned on val, the study reports on test; the world
+classifier's features, as the evaluate stage). It runs on a GPU machine the same way as
+``config_sweep.py`` (whose stubs it reuses; ``benchmarks/distill_sweep_gpu.sh VARIANT ...``).
+Results: ``reports/distill_sweep/``.
 
     python benchmarks/distill_sweep.py VARIANT OUT_DIR      (one variant; `summarise OUT_DIR` prints all)
 """
@@ -59,10 +60,10 @@ def run(name: str, out: Path) -> None:
     summary = distill(
         cfg, dcfg, "models/streamdit.pt", path, work_root=f"/tmp/distill/{name}", progress=False
     )
-    test = WorldClips(Path(cfg.data_dir), "test", length=8)
-    text = cs.cached_encoder()(test.canonical_captions[:32])
+    val = WorldClips(Path(cfg.data_dir), "val", length=8)
+    text = cs.cached_encoder()(val.canonical_captions[:32])
     features = world_feature_extractor(load_video_encoder("models/evaluators/video_encoder.pt", cs.DEVICE))
-    real = torch.stack([from_uint8(render(s, 0, 16, 32)) for s in test.scenes[:32]])
+    real = torch.stack([from_uint8(render(s, 0, 16, 32)) for s in val.scenes[:32]])
     real_feats = features(real)
     teacher, _ = load_model("models/streamdit.pt", cs.DEVICE)
     student, _ = load_model(path, cs.DEVICE)

@@ -1,25 +1,18 @@
 import csv
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from streamdit.clip import ClipConfig, build_clip, own_clip_scorer
 from streamdit.config import EvalConfig, clip_offsets
-from streamdit.evaluate import (
-    Judges,
-    clip_features,
-    evaluate_model,
-    frame_scores,
-    long_stream_quality,
-    quality_over_time,
-    render_videos,
-    switch_responsiveness,
-)
-from streamdit.evaluators import FeatureExtractor, VideoEncoder, VideoEncoderConfig, world_feature_extractor
+from streamdit.evaluate import evaluate_model, render_videos, switch_responsiveness
+from streamdit.evaluators import VideoEncoder, VideoEncoderConfig, world_feature_extractor
 from streamdit.metrics import frames_to_reach
 from streamdit.model import ModelConfig, build_model
+from streamdit.quality import MEASURES, Judges, frame_scores
 from streamdit.schedule import Scheme
 from streamdit.streaming import Streamer
 from streamdit.tables import write_report, write_teacher_vs_student
@@ -58,43 +51,6 @@ def test_switch_responsiveness_summary():
     assert result["frames_mean"] == pytest.approx(2.5)
     assert result["reached_fraction"] == pytest.approx(0.5)
     assert result["relative_curve"] == pytest.approx([0.0, 0.25, 0.5625])
-
-
-def mean_frame_features():
-    """Features = the mean pixel value of each frame, so FVD compares per-frame brightness."""
-    return FeatureExtractor("test", lambda x: x.mean(dim=(2, 3, 4)))
-
-
-def test_quality_over_time_sees_drift_only_in_late_windows():
-    torch.manual_seed(0)
-    real = torch.randn(6, 12, 1, 2, 2)
-    generated = real.clone()
-    generated[:, 8:] += 1.0  # the stream drifts after frame 8
-    scores = torch.arange(12.0).expand(6, 12)
-    rows = quality_over_time(generated, real, scores, [0, 4, 8], 4, mean_frame_features())
-    assert [r["offset"] for r in rows] == [0, 4, 8]
-    assert rows[0]["fvd"] == pytest.approx(0.0, abs=1e-9) and rows[1]["fvd"] == pytest.approx(0.0, abs=1e-9)
-    assert rows[2]["fvd"] == pytest.approx(4.0)  # 4 features, each mean moved by 1
-    assert [r["clip_score"] for r in rows] == pytest.approx([1.5, 5.5, 9.5])
-    with pytest.raises(ValueError, match="overruns"):
-        quality_over_time(generated, real, scores, [10], 4, mean_frame_features())
-
-
-def test_long_stream_quality_pools_windows_and_brackets_them_by_the_bootstrap():
-    torch.manual_seed(1)
-    real = torch.randn(20, 12, 1, 2, 2)
-    generated = real.clone()
-    generated[:, 8:] += 1.0  # only the window at 8 drifts: 4 features moved by 1 in 1 of 3 windows
-    scores = torch.arange(20.0)[:, None].expand(20, 12)
-    feats = clip_features(generated, real, [0, 4, 8], 4, mean_frame_features())
-    assert feats[0].shape == (20, 3, 4)
-    out = long_stream_quality(*feats, scores, torch.Generator().manual_seed(0), 100, 0.9)
-    pooled = quality_over_time(generated, real, scores, [0, 4, 8], 4, mean_frame_features())
-    assert out["clips"] == 3 and out["level"] == 0.9
-    assert out["fvd"] > max(r["fvd"] for r in pooled[:2]) and out["fvd"] > 0.5
-    assert out["fvd_ci"][0] <= out["fvd"] <= out["fvd_ci"][1]
-    assert out["clip_score"] == pytest.approx(9.5)  # the mean of the per-prompt scores 0..19
-    assert out["clip_score_ci"][0] < 9.5 < out["clip_score_ci"][1]
 
 
 class ConstantTargetModel(nn.Module):
@@ -169,6 +125,9 @@ def tiny_evaluation():
         latency_frames=4,
         latency_warmup_frames=0,
         latency_repeats=1,
+        drift_prompts=2,
+        drift_frames=32,
+        heldout_prompts=2,
     )
     encoder = VideoEncoder(VideoEncoderConfig(resolution=16, widths=(8, 8, 8), feature_dim=4))
     features = world_feature_extractor(encoder)
@@ -177,21 +136,21 @@ def tiny_evaluation():
     )
     scorer = own_clip_scorer(build_clip(clip_cfg), clip_cfg)
     test_scenes = scenes(3, "black")
-    metrics = evaluate_model(
+    metrics, arrays = evaluate_model(
         model,
         fake_text_encoder(8),
-        (test_scenes, scenes(4, "grey")),
+        {"test": test_scenes, "floor": scenes(4, "grey"), "heldout": scenes(2, "navy")},
         ecfg,
-        Judges(features, scorer, "tiny untrained"),
+        Judges(encoder, features, scorer, "tiny untrained"),
         shift=1.0,
         device="cpu",
     )
-    return metrics, ecfg, scorer, test_scenes
+    return metrics, ecfg, scorer, test_scenes, arrays
 
 
 def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
-    metrics, ecfg, scorer, test_scenes = tiny_evaluation()
-    assert metrics["features"] == "world-video-encoder" and metrics["prompts"] == 3
+    metrics, ecfg, scorer, test_scenes, arrays = tiny_evaluation()
+    assert metrics["features"] == "world-classifier" and metrics["prompts"] == 3
     assert [w["offset"] for w in metrics["real"]["clips"]] == [0, 4]
     assert set(metrics["schemes"]) == {"K0-N4-c2-s2", "K0-N8-c1-s1"}
     real = render_videos(test_scenes, 16, 16)
@@ -210,27 +169,45 @@ def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
         assert m["clip_score_ratio"] == (
             pytest.approx(m["clip_score"] / real_clip) if real_clip > 0 else None
         )
+        assert all(name in m["long_stream"] for name in MEASURES) and math.isfinite(m["kid"])
+        assert arrays[f"{scheme}/caption_mean"].shape == (3, 2) and arrays[f"{scheme}/features"].shape == (
+            3,
+            2,
+            4,
+        )
         assert m["switch"]["pairs"] == 2 and len(m["switch"]["relative_curve"]) == 4
         assert m["switch"]["switch_at"] == 4  # both chunk sizes (2 and 1) divide the switch frame
         # s / c = 1 call per frame in the steady stream, and guidance (cfg 3) runs 2 passes per call
         assert m["latency"]["calls_per_frame"] == pytest.approx(1.0)
         assert m["latency"]["nfe_per_frame"] == pytest.approx(2.0)
 
+    assert arrays["real/caption_mean"].shape == (3, 2) and list(arrays["captions"]) == [
+        canonical_caption(s) for s in test_scenes
+    ]
+    # drift: 2 prompts, 32 frames in windows of 16, generated and real; the held-out pairs: 2 prompts
+    drift = metrics["drift"]
+    assert [r["offset"] for r in drift["generated"]] == [0, 16] and len(drift["real"]) == 2
+    assert set(drift["change"]) == {"caption_mean", "caption_shape", "subject_consistency"}
+    assert metrics["heldout"]["prompts"] == 2 and "caption_shape" in metrics["heldout"]["generated"]
+
     md, table = write_report(metrics, tmp_path)
     rows = list(csv.DictReader(open(table)))
     assert [r["method"] for r in rows] == [
-        "real data (floor)",
+        "real data",
         "StreamDiT K0-N4-c2-s2",
         "StreamDiT K0-N8-c1-s1",
+        "StreamDiT, held-out pairs",
+        "real data, held-out pairs",
     ]
-    assert float(rows[1]["fvd"]) == pytest.approx(metrics["schemes"]["K0-N4-c2-s2"]["fvd"])
+    assert float(rows[1]["fvd"]) == pytest.approx(metrics["schemes"]["K0-N4-c2-s2"]["long_stream"]["fvd"])
     text = md.read_text()
-    assert "world-video-encoder" in text and "tiny untrained" in text and text.count("\n| ") == 4
+    assert "world-classifier" in text and "tiny untrained" in text and "## Caption accuracy" in text
 
 
-def fake_eval_metrics(fvd, fps, nfe, cfg_scale, scheme):
+def fake_eval_metrics(fvd, fps, nfe, cfg_scale, scheme, caption=0.5):
     """A minimal ``evaluate_model`` dict with one scheme, for the report writers."""
     window = {"offset": 0, "fvd": fvd, "clip_score": 20.0}
+    pooled = {"fvd": fvd, "caption_mean": caption, "clip_score": 20.0}
     latency = {
         "ttff_s": {"median": 0.5},
         "frame_latency_s": {"median": 1 / fps, "p95": 1.2 / fps},
@@ -242,6 +219,7 @@ def fake_eval_metrics(fvd, fps, nfe, cfg_scale, scheme):
         "clip_score": 20.0,
         "clip_score_ratio": 0.8,
         "clips": [window],
+        "long_stream": pooled,
         "switch": {"frames_mean": 3.0, "reached_fraction": 1.0},
         "latency": latency,
     }
@@ -249,20 +227,26 @@ def fake_eval_metrics(fvd, fps, nfe, cfg_scale, scheme):
         "features": "world-video-encoder",
         "clip_model": "world-clip",
         "cfg_scale": cfg_scale,
-        "real": {"fvd_floor": 0.1, "clip_score": 25.0, "clips": [{"offset": 0, "fvd": 0.1}]},
+        "real": {
+            "fvd": 0.1,
+            "long_stream": {"fvd": 0.1, "caption_mean": 0.9},
+            "clips": [{"offset": 0, "fvd": 0.1}],
+        },
         "schemes": {scheme: scheme_metrics},
     }
 
 
 def test_teacher_vs_student_report_states_the_gaps(tmp_path):
     teacher = fake_eval_metrics(fvd=2.0, fps=10.0, nfe=4.0, cfg_scale=3.0, scheme="K0-N2-c4-s8")
-    student = fake_eval_metrics(fvd=2.5, fps=80.0, nfe=0.25, cfg_scale=1.0, scheme="K0-N2-c4-s1")
+    student = fake_eval_metrics(
+        fvd=2.5, fps=80.0, nfe=0.25, cfg_scale=1.0, scheme="K0-N2-c4-s1", caption=0.47
+    )
     distill = {"steps": 200, "teacher_scheme": "K0-N2-c4-s8", "student_scheme": "K0-N2-c4-s1"}
     md, table = write_teacher_vs_student(teacher, student, distill, tmp_path)
     rows = list(csv.DictReader(open(table)))
-    assert [r["method"] for r in rows] == ["real data (floor)", "teacher K0-N2-c4-s8", "student K0-N2-c4-s1"]
+    assert [r["method"] for r in rows] == ["real data", "teacher K0-N2-c4-s8", "student K0-N2-c4-s1"]
     text = md.read_text()
-    assert "falls 16.0x" in text and "rise 8.0x" in text and "+25.0%" in text
+    assert "falls 16.0x" in text and "rise 8.0x" in text and "+25.0%" in text and "-3.0 points" in text
 
 
 def test_same_seeds_give_the_same_metrics():
@@ -275,4 +259,6 @@ def test_same_seeds_give_the_same_metrics():
             },
         }
 
-    assert quality(tiny_evaluation()[0]) == quality(tiny_evaluation()[0])
+    first, second = tiny_evaluation(), tiny_evaluation()
+    assert quality(first[0]) == quality(second[0])
+    assert all(np.array_equal(first[4][k], second[4][k]) for k in first[4])

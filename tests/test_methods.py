@@ -123,5 +123,5 @@ def test_comparison_rows_read_every_method_and_the_main_model():
     rows = compare_methods(["fifo"], {"fifo": method}, main, 2000)
     assert [r["method"] for r in rows] == ["real data", "fifo", "streamdit_main"]
     assert rows[1]["scheme"] == "K0-N8-c1-s2" and rows[1]["model"] == "uniform_extension"
-    assert (rows[1]["long_fvd_low"], rows[1]["long_fvd"], rows[1]["long_fvd_high"]) == (49.0, 50.0, 51.0)
+    assert rows[1]["fvd"] == 50.0 and rows[1]["clip_score"] == 20.0 and rows[1]["kid"] is None
     assert rows[1]["fvd_last_clip"] == 52.0 and rows[2]["train_steps"] == 2000 and rows[0]["fps"] == ""

@@ -1,108 +1,89 @@
-import numpy as np
-import pytest
 import torch
 
-from streamdit.metrics import bootstrap_ci
-from streamdit.report import BASELINES, PAPER_FPS, claim_lines, compare_intervals
+from streamdit.metrics import mean_of, paired_difference
+from streamdit.report import BASELINES, CLAIM_MEASURES, PAPER_FPS, claim_lines
 
 
-def row(measure="long_fvd", low=0.0, high=1.0, **values):
-    """A comparison row holding one measure's bootstrap interval."""
-    return {f"{measure}_low": low, f"{measure}_high": high, **values}
+def diff(value, low, high):
+    """A paired difference (a - b) with its interval, as ``metrics.paired_difference`` returns it."""
+    verdict = "a > b" if low > 0 else "a < b" if high < 0 else "no difference"
+    return {"diff": value, "low": low, "high": high, "holds": verdict != "no difference", "verdict": verdict}
 
 
-def interval_row(values, seed, measure="long_fvd"):
-    """A row whose interval is the 95% bootstrap interval of the mean of ``values``."""
-    low, high = bootstrap_ci(values, torch.Generator().manual_seed(seed), n_boot=500)
-    return row(measure, low, high)
-
-
-@pytest.mark.parametrize(
-    "a, b, lower_is_better, verdict",
-    [
-        ((1.0, 2.0), (3.0, 4.0), True, "better"),  # a's whole interval below b's, lower wins
-        ((1.0, 2.0), (3.0, 4.0), False, "worse"),
-        ((3.0, 4.0), (1.0, 2.0), True, "worse"),
-        ((3.0, 4.0), (1.0, 2.0), False, "better"),
-        ((1.0, 3.0), (2.0, 4.0), True, "indistinguishable"),  # overlapping
-        ((1.0, 5.0), (2.0, 3.0), False, "indistinguishable"),  # one inside the other
-        ((1.0, 2.0), (2.0, 3.0), True, "indistinguishable"),  # touching ends overlap at one point
-        ((1.0, 2.0), (1.0, 2.0), False, "indistinguishable"),  # the same interval
-    ],
-)
-def test_intervals_decide_only_when_they_are_disjoint(a, b, lower_is_better, verdict):
-    assert compare_intervals(row("m", *a), row("m", *b), "m", lower_is_better) == verdict
-
-
-def test_the_verdict_reads_only_the_named_measure():
-    a = {**row("long_fvd", 1.0, 2.0), **row("clip_score", 10.0, 20.0)}
-    b = {**row("long_fvd", 3.0, 4.0), **row("clip_score", 15.0, 25.0)}
-    assert compare_intervals(a, b, "long_fvd", lower_is_better=True) == "better"
-    assert compare_intervals(a, b, "clip_score", lower_is_better=False) == "indistinguishable"
-
-
-def test_a_known_effect_is_found_and_no_effect_is_not():
-    """Bootstrap intervals of per-prompt scores (400 prompts, sd 1): a mean shifted by 0.5 is resolved
-    both ways; two samples of one distribution are not. Measured over these seeds: intervals 0.18-0.20
-    wide, 0.24-0.33 apart with the shift, overlapping by 0.14-0.18 without it."""
-    for seed in range(5):
-        rng = np.random.default_rng(seed)
-        base = rng.standard_normal(400)
-        shifted = rng.standard_normal(400) + 0.5
-        a, b = interval_row(base, seed), interval_row(shifted, seed)
-        assert compare_intervals(a, b, "long_fvd", lower_is_better=True) == "better", seed
-        assert compare_intervals(b, a, "long_fvd", lower_is_better=True) == "worse", seed
-        assert compare_intervals(a, b, "long_fvd", lower_is_better=False) == "worse", seed
-        same = interval_row(rng.standard_normal(400), seed)
-        assert compare_intervals(a, same, "long_fvd", lower_is_better=True) == "indistinguishable", seed
-        assert compare_intervals(same, a, "long_fvd", lower_is_better=False) == "indistinguishable", seed
-
-
-def method_row(fvd, fvd_ci, clip, clip_ci, first=10.0, last=10.0):
-    return {
-        "long_fvd": fvd,
-        "long_fvd_low": fvd_ci[0],
-        "long_fvd_high": fvd_ci[1],
-        "clip_score": clip,
-        "clip_score_low": clip_ci[0],
-        "clip_score_high": clip_ci[1],
-        "fvd_first_clip": first,
-        "fvd_last_clip": last,
-    }
-
-
-def evaluation(fvd, nfe, fps, device="cpu"):
+def evaluation(fvd, nfe, fps, device="cpu", drift=None):
     """An ``evaluate_model`` dict of one scheme, as far as ``claim_lines`` reads it."""
     latency = {"nfe_per_frame": nfe, "frames_per_second": fps, "device": device}
-    return {"schemes": {"K0-N2-c4-s8": {"fvd": fvd, "latency": latency}}}
+    out = {"schemes": {"K0-N2-c4-s8": {"long_stream": {"fvd": fvd}, "latency": latency}}}
+    if drift is not None:
+        change = {"caption_mean": drift, "subject_consistency": diff(0.0, -0.01, 0.01)}
+        out["drift"] = {"frames": 256, "prompts": 16, "change": change}
+    return out
 
 
-def test_claim_lines_give_each_baseline_its_verdicts():
-    rows = {
-        "mixed": method_row(50.0, (40.0, 60.0), 30.0, (28.0, 32.0), first=40.0, last=60.0),
-        "uniform_extension": method_row(90.0, (80.0, 100.0), 30.5, (29.0, 33.0)),  # worse FVD, same CLIP
-        "fifo": method_row(30.0, (20.0, 35.0), 20.0, (18.0, 22.0)),  # better FVD, worse CLIP
-        "diffusion_forcing": method_row(55.0, (45.0, 70.0), 36.0, (34.0, 38.0)),  # same FVD, better CLIP
+def same_everywhere(d):
+    return {measure: d for measure in CLAIM_MEASURES}
+
+
+def test_claim_lines_read_the_paired_intervals():
+    paired = {
+        # the baseline's consistency and dynamic degree below StreamDiT's: StreamDiT better on those
+        "fifo": {**same_everywhere(diff(-0.1, -0.15, -0.05)), "fvd": diff(5.0, 2.0, 8.0)},
+        "uniform_extension": same_everywhere(diff(0.0, -0.1, 0.1)),  # nothing decided
+        "diffusion_forcing": {**same_everywhere(diff(0.1, 0.05, 0.15)), "fvd": diff(-3.0, -5.0, -1.0)},
     }
-    teacher, student = evaluation(10.0, 4.0, 5.0), evaluation(11.0, 0.25, 2 * PAPER_FPS)
+    comparison = {"paired_vs": "mixed", "paired": paired}
+    teacher = evaluation(10.0, 4.0, 5.0, drift=diff(-0.2, -0.3, -0.1))
+    student = {
+        **evaluation(11.0, 0.25, 2 * PAPER_FPS),
+        "paired_vs_teacher": {"caption_mean": diff(-0.02, -0.05, 0.01)},
+    }
     distill = {"teacher_scheme": "K0-N2-c4-s8", "student_scheme": "K0-N2-c4-s1"}
-    lines = claim_lines(rows, student, teacher, distill)
+    lines = claim_lines(comparison, student, teacher, distill)
     verdicts = {name: line for name in BASELINES for line in lines if f"StreamDiT beats **{name}**" in line}
-    assert set(verdicts) == {"uniform_extension", "fifo", "diffusion_forcing"}  # uniform_clips: no row
-    assert "50.0 vs 90.0 (**better**)" in verdicts["uniform_extension"]
-    assert "30.0 vs 30.5 (**indistinguishable**)" in verdicts["uniform_extension"]
-    assert "50.0 vs 30.0 (**worse**)" in verdicts["fifo"] and "30.0 vs 20.0 (**better**)" in verdicts["fifo"]
-    assert "(**indistinguishable**), CLIP" in verdicts["diffusion_forcing"]
-    assert "30.0 vs 36.0 (**worse**)" in verdicts["diffusion_forcing"]
-    assert any("= 1.50 (1 means none" in line for line in lines)  # drift: last window / first
-    assert any("NFE per frame 4 -> 0.25" in line and "(**+10%**" in line for line in lines)
+    assert set(verdicts) == {"fifo", "uniform_extension", "diffusion_forcing"}  # uniform_clips: no row
+    assert "subject_consistency -0.1 [-0.15, -0.05] (**StreamDiT better**)" in verdicts["fifo"]
+    assert "fvd +5 [+2, +8] (**StreamDiT better**)" in verdicts["fifo"]  # the baseline's FVD is higher
+    assert verdicts["uniform_extension"].count("no difference") == len(CLAIM_MEASURES)
+    assert "dynamic_degree +0.1 [+0.05, +0.15] (**StreamDiT worse**)" in verdicts["diffusion_forcing"]
+    assert "fvd -3 [-5, -1] (**StreamDiT worse**)" in verdicts["diffusion_forcing"]
+    assert any("Not tested at this profile" in line for line in lines)  # no single_* rows
+    assert any("caption accuracy -0.2 [-0.3, -0.1]" in line and "**drifts**" in line for line in lines)
+    assert any(
+        "NFE per frame 4 -> 0.25" in line and "-2 [-5, +1] points" in line and "+10%" in line
+        for line in lines
+    )
     assert any(f"streams {2 * PAPER_FPS:.1f} frames/s on cpu (above" in line for line in lines)
-    slow = claim_lines(rows, evaluation(11.0, 0.25, PAPER_FPS / 2), teacher, distill)
+    slow = claim_lines(comparison, {**student, **evaluation(11.0, 0.25, PAPER_FPS / 2)}, teacher, distill)
     assert any("(below the paper's" in line for line in slow)
 
 
-def test_without_the_mixed_model_no_baseline_claim_is_made():
-    rows = {"fifo": method_row(30.0, (20.0, 35.0), 20.0, (18.0, 22.0))}
+def test_a_paired_known_effect_reaches_the_claim_and_no_effect_does_not():
+    """A baseline whose per-prompt subject consistency is 0.05 below StreamDiT's on every prompt (up to
+    small noise) loses the claim; an identical one decides nothing."""
+    g = torch.Generator().manual_seed(0)
+    ours = torch.rand(64, generator=g)
+    worse = ours - 0.05 + 0.01 * torch.randn(64, generator=g)
+    same = ours + 0.01 * torch.randn(64, generator=g)
+    paired = {
+        name: same_everywhere(
+            paired_difference(mean_of(v), mean_of(ours), 64, torch.Generator().manual_seed(1), 300)
+        )
+        for name, v in (("fifo", worse), ("uniform_extension", same))
+    }
     distill = {"teacher_scheme": "K0-N2-c4-s8", "student_scheme": "K0-N2-c4-s1"}
-    lines = claim_lines(rows, evaluation(1.0, 1.0, 1.0), evaluation(1.0, 2.0, 1.0), distill)
-    assert len(lines) == 2 and not any("beats" in line or "drift" in line for line in lines)
+    lines = claim_lines(
+        {"paired_vs": "mixed", "paired": paired},
+        evaluation(1.0, 1.0, 1.0),
+        evaluation(1.0, 2.0, 1.0),
+        distill,
+    )
+    fifo = next(line for line in lines if "**fifo**" in line)
+    assert "subject_consistency" in fifo and "(**StreamDiT better**)" in fifo.split(";")[0]
+    uniform = next(line for line in lines if "**uniform_extension**" in line)
+    assert "(**no difference**)" in uniform.split(";")[0]
+
+
+def test_without_the_paired_comparison_no_baseline_claim_is_made():
+    distill = {"teacher_scheme": "K0-N2-c4-s8", "student_scheme": "K0-N2-c4-s1"}
+    lines = claim_lines({"rows": []}, evaluation(1.0, 1.0, 1.0), evaluation(1.0, 2.0, 1.0), distill)
+    assert not any("beats" in line or "drift" in line for line in lines)

@@ -177,9 +177,9 @@ class SampleConfig:
 class EvalConfig:
     """What the evaluation measures and on how many prompts (``evaluate`` in params.yaml)."""
 
-    prompts: int = 32  # test prompts (and as many val scenes for the real-vs-real floor)
+    prompts: int = 64  # test prompts (and as many val scenes for the real-vs-real floor)
     clip_frames: int = 16  # frames per clip for FVD (the evaluators see clips of this length)
-    long_frames: int = 48  # frames per generated stream for quality over time
+    long_frames: int = 32  # frames per generated stream, scored in windows
     clip_every: int = 16  # offset between the clips of quality over time
     batch_size: int = 32  # streams generated in parallel
     cfg_scale: float = 3.0
@@ -194,8 +194,11 @@ class EvalConfig:
     i3d_path: str | None = None  # i3d_torchscript.pt: FVD with I3D features instead of the world encoder
     clip_model: str = "ViT-B-32"  # open_clip architecture of clip_checkpoint
     clip_checkpoint: str | None = None  # local pretrained CLIP weights instead of the trained CLIP
-    bootstrap: int = 200  # resamples of the prompts for the long-stream intervals
+    bootstrap: int = 200  # resamples of the prompts for every interval (paired ones included)
     bootstrap_level: float = 0.95  # their confidence level (percentile intervals)
+    drift_prompts: int = 12  # long streams for drift (0: none), the first test prompts
+    drift_frames: int = 256  # their length, scored in non-overlapping clip_frames windows
+    heldout_prompts: int = 32  # prompts of the held-out attribute pairs (0: none), one window each
     seed: int = 2
 
     def __post_init__(self) -> None:
@@ -227,6 +230,23 @@ class EvalConfig:
             raise ValueError(f"evaluate.bootstrap_level must be in (0, 1), got {self.bootstrap_level}")
         if not self.schemes:
             raise ValueError("evaluate.schemes must list at least one [K, N, c, s] scheme")
+        if self.drift_prompts < 0 or self.heldout_prompts < 0:
+            raise ValueError("evaluate.drift_prompts and evaluate.heldout_prompts must be >= 0 (0: none)")
+        if self.drift_prompts and not 2 <= self.drift_prompts <= self.prompts:
+            raise ValueError(
+                f"evaluate.drift_prompts must be 0 or in [2, prompts={self.prompts}], "
+                f"got {self.drift_prompts}"
+            )
+        if self.drift_prompts and self.drift_frames < 2 * self.clip_frames:
+            raise ValueError(
+                f"evaluate.drift_frames={self.drift_frames} must hold at least 2 windows of "
+                f"{self.clip_frames} frames"
+            )
+        if self.heldout_prompts and not 2 <= self.heldout_prompts <= self.prompts:
+            raise ValueError(
+                f"evaluate.heldout_prompts must be 0 or in [2, prompts={self.prompts}] (FVD needs 2 clips; "
+                f"the real held-out clips are compared with as many test clips), got {self.heldout_prompts}"
+            )
         for scheme in self.schemes:
             Scheme.parse(scheme)
 
@@ -254,7 +274,7 @@ class EvaluatorConfig:
     """How the world evaluators are trained (``evaluators`` in params.yaml): the video encoder (FVD
     features) and the world CLIP (CLIP scores)."""
 
-    encoder_steps: int = 1500
+    encoder_steps: int = 1000
     encoder_batch_size: int = 32
     encoder_lr: float = 0.002
     clip_steps: int = 1000

@@ -1,12 +1,13 @@
 """Evaluation of a trained StreamDiT against the real world (DESIGN.md section 2).
 
-For N test prompts (canonical captions of test clips) the model streams ``long_frames`` frames
-per prompt and scheme; the real streams of the same scenes are rendered to the same length.
-- FVD and CLIP score of the first ``clip_frames``-frame clip of each stream, next to the
-  real-vs-real floor: FVD between the test scenes and as many disjoint val scenes, and the CLIP
-  score of the real clips;
-- quality over time: the same two numbers for clips at increasing offsets of the long streams
-  (drift), with the floor at every offset;
+For N test prompts (canonical captions of test clips) the model streams ``long_frames`` frames per
+prompt and scheme, every scheme from the same noise seeds; the real streams of the same scenes are
+rendered to the same length. Scored per window (``streamdit.quality``): caption accuracy per
+attribute, the world analogues of VBench (subject and background consistency, flicker, dynamic
+degree, direction agreement), CLIP score, FVD and KID against the real windows; the real streams give
+the ceiling of each measure, and their FVD / KID against as many val scenes the floor. Besides:
+- drift: ``drift_prompts`` streams of ``drift_frames`` frames, every measure per window;
+- compositional generalisation: ``heldout_prompts`` streams of the held-out attribute pairs;
 - prompt-switch responsiveness: stream prompt A, switch to B (``StreamSampler.set_text``) and
   count the frames until B's per-frame CLIP score reaches a fraction of its steady state;
 - latency of one interactive stream (``streamdit.latency``).
@@ -15,24 +16,36 @@ Videos are float ``[n, f, c, h, w]`` in [-1, 1] on the CPU; per-frame scores are
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from einops import rearrange
 from torch import nn
 
-from streamdit.clip import ClipScorer, load_clip, load_pretrained_clip
-from streamdit.config import EvalConfig
+from streamdit.clip import load_clip, load_pretrained_clip
+from streamdit.config import EvalConfig, clip_offsets
 from streamdit.evaluators import (
-    FeatureExtractor,
     load_i3d_torchscript,
     load_video_encoder,
     world_feature_extractor,
 )
 from streamdit.latency import measure_stream_latency
-from streamdit.metrics import bootstrap_ci, bootstrap_frechet, frames_to_reach, frechet_distance
+from streamdit.metrics import (
+    frames_to_reach,
+    mean_of,
+    paired_difference,
+)
+from streamdit.quality import (
+    Judges,
+    frame_scores,
+    judges_features,
+    quality_report,
+    scored,
+    window_quality,
+    with_intervals,
+)
 from streamdit.streaming import Streamer
 from streamdit.text import TextEmbedding
 from streamdit.video import from_uint8, save_strip, to_uint8
@@ -42,84 +55,6 @@ from streamdit.world import SceneSpec, canonical_caption, render
 def render_videos(scenes: list[SceneSpec], frames: int, resolution: int) -> torch.Tensor:
     """Frames ``0 .. frames - 1`` of each scene's real stream as ``[n, frames, c, h, w]`` in [-1, 1]."""
     return torch.stack([from_uint8(render(scene, 0, frames, resolution)) for scene in scenes])
-
-
-def frame_scores(scorer: ClipScorer, videos: torch.Tensor, captions: list[str]) -> torch.Tensor:
-    """Per-frame CLIP scores ``[n, f]`` of videos ``[n, f, c, h, w]`` against one caption per video."""
-    n, f = videos.shape[:2]
-    if len(captions) != n:
-        raise ValueError(f"need one caption per video: {len(captions)} captions, {n} videos")
-    scores = scorer.score(
-        rearrange(videos, "n f c h w -> (n f) c h w"), [c for c in captions for _ in range(f)]
-    )
-    return rearrange(scores, "(n f) -> n f", n=n)
-
-
-def clip_features(
-    videos: torch.Tensor, real: torch.Tensor, offsets: list[int], clip_frames: int, features: FeatureExtractor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features ``[n, clips, d]`` of the ``clip_frames``-frame clips at ``offsets`` of ``videos`` and
-    of ``real`` (both ``[n, F, c, h, w]``, streams of the same scenes)."""
-    if videos.shape[:2] != real.shape[:2]:
-        raise ValueError(f"videos {tuple(videos.shape)} and real {tuple(real.shape)} must share [n, F]")
-    if max(offsets) + clip_frames > videos.shape[1]:
-        raise ValueError(f"clip at {max(offsets)} of {clip_frames} frames overruns {videos.shape[1]} frames")
-    spans = [slice(o, o + clip_frames) for o in offsets]
-    return tuple(torch.stack([features(v[:, span]) for span in spans], dim=1) for v in (videos, real))
-
-
-def quality_over_time(
-    generated: torch.Tensor,
-    real: torch.Tensor,
-    scores: torch.Tensor,
-    offsets: list[int],
-    clip_frames: int,
-    features: FeatureExtractor,
-) -> list[dict]:
-    """FVD and CLIP score of the ``clip_frames``-frame clips at ``offsets``.
-
-    ``generated`` and ``real`` are ``[n, F, c, h, w]`` streams of the same scenes, ``scores [n, F]``
-    the generated frames' CLIP scores. Returns one dict per clip: offset, fvd, clip_score.
-    """
-    if scores.shape != generated.shape[:2]:
-        raise ValueError(f"scores {tuple(scores.shape)} must be [n, F] of generated {tuple(generated.shape)}")
-    gen, ref = clip_features(generated, real, offsets, clip_frames, features)
-    return [
-        {
-            "offset": o,
-            "fvd": frechet_distance(gen[:, i], ref[:, i]),
-            "clip_score": float(scores[:, o : o + clip_frames].mean()),
-        }
-        for i, o in enumerate(offsets)
-    ]
-
-
-def long_stream_quality(
-    gen_feats: torch.Tensor,
-    real_feats: torch.Tensor,
-    scores: torch.Tensor,
-    generator: torch.Generator,
-    n_boot: int,
-    level: float,
-) -> dict:
-    """Long-stream quality with bootstrap intervals over prompts.
-
-    ``fvd``: Frechet distance between all clips of all generated streams pooled and those of the
-    real streams (``clip_features``: ``[n, clips, d]``, same scenes); ``clip_score``: the mean of
-    ``scores [n, F]`` over every frame of every stream. Each comes with its percentile interval
-    (``*_ci``) from ``n_boot`` resamples of the n prompts (all clips of a prompt together).
-    """
-    d = gen_feats.shape[-1]
-    per_prompt = scores.mean(dim=1)
-    return {
-        "fvd": frechet_distance(gen_feats.reshape(-1, d), real_feats.reshape(-1, d)),
-        "fvd_ci": list(bootstrap_frechet(gen_feats, real_feats, generator, n_boot, level)),
-        "clip_score": float(per_prompt.mean()),
-        "clip_score_ci": list(bootstrap_ci(per_prompt, generator, n_boot, level)),
-        "clips": gen_feats.shape[1],
-        "level": level,
-        "resamples": n_boot,
-    }
 
 
 def switch_responsiveness(scores_b: torch.Tensor, steady_b: torch.Tensor, threshold: float) -> dict:
@@ -141,58 +76,11 @@ def switch_responsiveness(scores_b: torch.Tensor, steady_b: torch.Tensor, thresh
     }
 
 
-def stream_quality(
-    videos: torch.Tensor,
-    real: torch.Tensor,
-    scores: torch.Tensor,
-    ecfg: EvalConfig,
-    features: FeatureExtractor,
-) -> tuple[list[dict], dict]:
-    """Quality over time (``quality_over_time``) and pooled over the long streams, with bootstrap
-    intervals (``long_stream_quality``), of streams ``videos`` against the real streams ``real`` of the
-    same scenes; ``scores [n, F]`` are ``videos``' per-frame CLIP scores."""
-    clips = quality_over_time(videos, real, scores, ecfg.offsets, ecfg.clip_frames, features)
-    long_stream = long_stream_quality(
-        *clip_features(videos, real, ecfg.offsets, ecfg.clip_frames, features),
-        scores,
-        torch.Generator().manual_seed(ecfg.seed),
-        ecfg.bootstrap,
-        ecfg.bootstrap_level,
-    )
-    return clips, long_stream
-
-
-@dataclass
-class Judges:
-    """What scores generated streams: FVD's video features and the CLIP scorer, with the CLIP's name
-    for the reports (the features carry their own)."""
-
-    features: FeatureExtractor
-    scorer: ClipScorer
-    clip_name: str
-
-
-def real_floor(
-    real: torch.Tensor, other: torch.Tensor, captions: list[str], ecfg: EvalConfig, judges: Judges
-):
-    """The real-vs-real floor: real test streams ``[n, F, ...]`` against real streams of as many other
-    scenes, clip by clip and pooled, with the real clips' CLIP scores. Returns the floor's dict and the
-    real frames' per-frame CLIP scores ``[n, F]``."""
-    real_scores = frame_scores(judges.scorer, real, captions)
-    floor, long_stream = stream_quality(real, other, real_scores, ecfg, judges.features)
-    return {
-        "fvd_floor": floor[0]["fvd"],
-        "clip_score": floor[0]["clip_score"],
-        "clips": floor,
-        "long_stream": long_stream,
-    }, real_scores
-
-
 def evaluate_scheme(
     streamer: Streamer,
     text: TextEmbedding,
-    captions: list[str],
-    real: torch.Tensor,
+    scenes: list[SceneSpec],
+    real: dict[str, np.ndarray],
     real_clip: float,
     ecfg: EvalConfig,
     judges: Judges,
@@ -201,15 +89,17 @@ def evaluate_scheme(
     device: str,
     progress: bool = False,
     switch_strip: str | Path | None = None,
-) -> dict:
-    """The evaluation of one scheme (``streamer.scheme``): quality of the first clip and over time,
-    prompt-switch responsiveness and latency, on the prompts ``text`` / ``captions`` whose real
-    streams are ``real``; ``real_clip`` is the real clips' CLIP score (for the ratio)."""
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The evaluation of one scheme (``streamer.scheme``) on the prompts ``text`` (canonical captions of
+    ``scenes``): every measure per window and pooled, against the real streams' features of ``real``
+    (``scored`` of the same scenes); prompt-switch responsiveness and latency. ``real_clip`` is the real
+    clips' CLIP score (for the ratio). Returns the JSON and the per-prompt arrays (``scored``)."""
+    captions = [canonical_caption(s) for s in scenes]
     generated = streamer.videos(
         text, ecfg.long_frames, seed=seed, batch_size=ecfg.batch_size, progress=progress
     )
-    scores = frame_scores(judges.scorer, generated, captions)
-    clips, long_stream = stream_quality(generated, real, scores, ecfg, judges.features)
+    quality = scored(generated, scenes, ecfg.offsets, ecfg, judges)
+    report = quality_report(quality, real["features"], ecfg)
 
     # Pair i switches from prompt i to prompt i + 1, whose own stream above gives its steady state.
     p = ecfg.switch_pairs
@@ -223,7 +113,8 @@ def evaluate_scheme(
             for i in range(p)
         ]
         save_strip([to_uint8(v) for v in switched], switch_strip, captions=labels, scale=3)
-    switch = switch_responsiveness(scores_b, scores[1 : p + 1].mean(dim=1), ecfg.switch_threshold)
+    steady = torch.from_numpy(quality["clip_score"][1 : p + 1].mean(axis=1)).float()
+    switch = switch_responsiveness(scores_b, steady, ecfg.switch_threshold)
 
     latency = measure_stream_latency(
         lambda: streamer.sampler(text[0:1], seed),
@@ -233,22 +124,59 @@ def evaluate_scheme(
         device=device,
     )
     return {
-        "fvd": clips[0]["fvd"],
-        "clip_score": clips[0]["clip_score"],
+        **report,
         # None when the real clips score 0 (an untrained CLIP): no ratio exists then
-        "clip_score_ratio": clips[0]["clip_score"] / real_clip if real_clip > 0 else None,
-        "clips": clips,
-        "long_stream": long_stream,
+        "clip_score_ratio": report["clip_score"] / real_clip if real_clip > 0 else None,
         "switch": {**switch, "switch_at": switch_at, "threshold": ecfg.switch_threshold},
         "latency": latency,
         "finite": bool(torch.isfinite(generated).all()),
+    }, quality
+
+
+def drift(
+    streamer: Streamer,
+    text: TextEmbedding,
+    scenes: tuple[list[SceneSpec], list[SceneSpec]],
+    resolution: int,
+    ecfg: EvalConfig,
+    judges: Judges,
+    *,
+    seed: int,
+    progress: bool = False,
+) -> dict:
+    """Quality over long streams: ``ecfg.drift_prompts`` streams of ``ecfg.drift_frames`` frames (the
+    first prompts of ``text`` / test scenes), every measure per non-overlapping window with intervals
+    over prompts (``with_intervals``), the real streams of the same scenes beside them (FVD / KID
+    against as many other scenes: the floor), and the paired difference of the caption mean and
+    the subject consistency between the last window and the first (``change``: 0 means no drift)."""
+    m, frames = ecfg.drift_prompts, ecfg.drift_frames
+    test, other = (s[:m] for s in scenes)
+    offsets = clip_offsets(frames, ecfg.clip_frames, ecfg.clip_frames)
+    generated = streamer.videos(text[0:m], frames, seed=seed, batch_size=ecfg.batch_size, progress=progress)
+    quality = window_quality(generated, test, offsets, ecfg.clip_frames, judges)
+    real = window_quality(render_videos(test, frames, resolution), test, offsets, ecfg.clip_frames, judges)
+    floor = judges_features(render_videos(other, frames, resolution), offsets, ecfg.clip_frames, judges)
+    generator = torch.Generator().manual_seed(ecfg.seed)
+    change = {
+        name: paired_difference(
+            mean_of(quality[name][:, -1]), mean_of(quality[name][:, 0]), m, generator,
+            ecfg.bootstrap, ecfg.bootstrap_level,
+        )
+        for name in ("caption_mean", "caption_shape", "subject_consistency")
+    }  # fmt: skip
+    return {
+        "prompts": m,
+        "frames": frames,
+        "generated": with_intervals(quality, real["features"], offsets, ecfg),
+        "real": with_intervals(real, floor, offsets, ecfg),
+        "change": change,
     }
 
 
 def evaluate_model(
     model: nn.Module,
     text_encoder: Callable[[list[str]], TextEmbedding],
-    scenes: tuple[list[SceneSpec], list[SceneSpec]],
+    scenes: dict[str, list[SceneSpec]],
     ecfg: EvalConfig,
     judges: Judges,
     *,
@@ -256,33 +184,52 @@ def evaluate_model(
     device: str,
     progress: bool = False,
     switch_strip: str | Path | None = None,
-) -> dict:
-    """The whole evaluation of one model (see the module docstring) as a JSON-able dict.
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The whole evaluation of one model (see the module docstring) as a JSON-able dict, and the
+    per-prompt arrays of the paired comparisons (``paired_differences``): ``{scheme}/{measure}`` and
+    ``real/{measure}`` (``[n, windows]``), their ``/features``, and the ``captions`` and ``seed``.
 
-    ``text_encoder`` maps captions to the model's text embedding (a ``TextEncoder``); ``scenes`` are
-    the test scenes, which give the prompts (their canonical captions), and as many disjoint floor
-    scenes for the real-vs-real floor. Every scheme of ``ecfg`` streams with guidance
-    ``ecfg.cfg_scale`` and time shift ``shift``. ``switch_strip``: where to draw the first scheme's
-    prompt-switch streams (PNG), if anywhere.
+    ``text_encoder`` maps captions to the model's text embedding (a ``TextEncoder``); ``scenes`` holds
+    the ``test`` scenes, which give the prompts (their canonical captions), as many disjoint ``floor``
+    scenes for the real-vs-real floor and, when ``ecfg.heldout_prompts`` > 0, the ``heldout`` scenes of
+    the held-out attribute pairs. Every scheme of ``ecfg`` streams with guidance ``ecfg.cfg_scale`` and
+    time shift ``shift`` and the same noise seeds; the first also gives the drift over long streams
+    and the held-out-pair row. ``switch_strip``: where to draw the first scheme's prompt switches.
     """
-    n = ecfg.prompts
-    test_scenes, floor_scenes = scenes
+    n, resolution = ecfg.prompts, model.cfg.resolution
+    test_scenes, floor_scenes = scenes["test"], scenes["floor"]
     if len(test_scenes) < n or len(floor_scenes) < n:
         raise ValueError(f"need {n} test and floor scenes, got {len(test_scenes)} and {len(floor_scenes)}")
     test_scenes, floor_scenes = test_scenes[:n], floor_scenes[:n]
     captions = [canonical_caption(s) for s in test_scenes]
-    real = render_videos(test_scenes, ecfg.long_frames, model.cfg.resolution)
-    other = render_videos(floor_scenes, ecfg.long_frames, model.cfg.resolution)
-    floor, _ = real_floor(real, other, captions, ecfg, judges)
+    real = scored(
+        render_videos(test_scenes, ecfg.long_frames, resolution), test_scenes, ecfg.offsets, ecfg, judges
+    )
+    floor = judges_features(render_videos(floor_scenes, ecfg.long_frames, resolution), ecfg.offsets,
+                            ecfg.clip_frames, judges)  # fmt: skip
+    real_report = quality_report(real, floor, ecfg)
+    arrays = {"captions": np.array(captions), "seed": np.array(ecfg.seed)}
+    arrays |= {f"real/{k}": v for k, v in real.items()} | {"floor/features": floor}
     text = text_encoder(captions)
-    schemes = {}
+    schemes, extra = {}, {}
     for k, scheme in enumerate(ecfg.parsed_schemes):
         streamer = Streamer(model, text_encoder, scheme, ecfg.cfg_scale, shift)
-        schemes[str(scheme)] = evaluate_scheme(
-            streamer, text, captions, real, floor["clip_score"], ecfg, judges,
+        schemes[str(scheme)], quality = evaluate_scheme(
+            streamer, text, test_scenes, real, real_report["clip_score"], ecfg, judges,
             seed=ecfg.seed + 1000 * k, device=device, progress=progress,
             switch_strip=switch_strip if k == 0 else None,
         )  # fmt: skip
+        arrays |= {f"{scheme}/{name}": v for name, v in quality.items()}
+        if k > 0:
+            continue
+        if ecfg.drift_prompts:
+            extra["drift"] = drift(streamer, text, (test_scenes, floor_scenes), resolution, ecfg, judges,
+                                   seed=ecfg.seed + 7000, progress=progress)  # fmt: skip
+        if ecfg.heldout_prompts:
+            reference = real["features"][: ecfg.heldout_prompts, :1]
+            extra["heldout"] = heldout_quality(
+                streamer, scenes["heldout"], resolution, ecfg, judges, reference
+            )
     return {
         "features": judges.features.name,
         "clip_model": judges.clip_name,
@@ -290,8 +237,39 @@ def evaluate_model(
         "clip_frames": ecfg.clip_frames,
         "long_frames": ecfg.long_frames,
         "cfg_scale": ecfg.cfg_scale,
-        "real": floor,
+        "real": real_report,
         "schemes": schemes,
+        **extra,
+    }, arrays
+
+
+def heldout_quality(
+    streamer: Streamer,
+    scenes: list[SceneSpec],
+    resolution: int,
+    ecfg: EvalConfig,
+    judges: Judges,
+    test_features: np.ndarray,
+) -> dict:
+    """Compositional generalisation: the first window of streams of ``ecfg.heldout_prompts`` scenes of
+    the held-out (colour, shape) pairs, which no training clip shows, scored as ``quality_report``
+    against the real streams of the same scenes, and those real streams beside them (their ceiling;
+    their FVD / KID against ``test_features`` ``[heldout_prompts, 1, d]``, the first window of as many
+    real test streams: how far the held-out pairs lie from the test split)."""
+    h = ecfg.heldout_prompts
+    if len(scenes) < h:
+        raise ValueError(f"need {h} held-out scenes, got {len(scenes)}")
+    scenes = scenes[:h]
+    one = dataclasses.replace(ecfg, long_frames=ecfg.clip_frames)
+    text = streamer.encoder([canonical_caption(s) for s in scenes])
+    generated = streamer.videos(text, ecfg.clip_frames, seed=ecfg.seed + 9000, batch_size=ecfg.batch_size)
+    real = scored(render_videos(scenes, ecfg.clip_frames, resolution), scenes, [0], one, judges)
+    quality = scored(generated, scenes, [0], one, judges)
+    report = quality_report(quality, real["features"], one)
+    return {
+        "prompts": h,
+        "generated": report["long_stream"],
+        "real": quality_report(real, test_features, one)["long_stream"],
     }
 
 
@@ -300,12 +278,12 @@ def load_judges(ecfg: EvalConfig, evaluators_dir: str | Path, device: str) -> Ju
     trained world video encoder; CLIP scores from ``clip_checkpoint`` when set, else from the trained
     world CLIP (both trained ones in ``evaluators_dir``, the evaluators stage's output)."""
     evaluators_dir = Path(evaluators_dir)
+    classifier = load_video_encoder(evaluators_dir / "video_encoder.pt", device)
     if ecfg.i3d_path:
         features = load_i3d_torchscript(ecfg.i3d_path, device)
     else:
-        features = world_feature_extractor(load_video_encoder(evaluators_dir / "video_encoder.pt", device))
+        features = world_feature_extractor(classifier)
     if ecfg.clip_checkpoint:
-        return Judges(
-            features, load_pretrained_clip(ecfg.clip_model, ecfg.clip_checkpoint, device), ecfg.clip_model
-        )
-    return Judges(features, load_clip(evaluators_dir / "clip.pt", device), "world-clip")
+        scorer = load_pretrained_clip(ecfg.clip_model, ecfg.clip_checkpoint, device)
+        return Judges(classifier, features, scorer, ecfg.clip_model)
+    return Judges(classifier, features, load_clip(evaluators_dir / "clip.pt", device), "world-clip")

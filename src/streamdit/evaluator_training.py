@@ -7,42 +7,94 @@ their loading and scoring live in the evaluator modules, which evaluation import
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
-import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
 from streamdit.acceleration import resolve_device
 from streamdit.checkpoint import save_evaluator
 from streamdit.clip import ClipConfig, ClipScorer, build_clip, clip_retrieval, own_clip_scorer
-from streamdit.data import clip_batch, load_split, world_settings
+from streamdit.data import load_split, world_settings
 from streamdit.evaluators import (
-    ATTRIBUTES,
     VideoEncoder,
     VideoEncoderConfig,
     attribute_accuracy,
+    classifier_loss,
+    majority_hits,
     scene_labels,
     seeded,
 )
 from streamdit.plots import plot_evaluators
 from streamdit.runs import Run, config_hash
 from streamdit.video import from_uint8
-from streamdit.world import scene_from_dict
+from streamdit.world import SceneSpec, WorldConfig, render, sample_scene, scene_from_dict
 
 
 def evaluator_run(
-    work_root, desc: str, data_dir, cfg, steps: int, batch_size: int, lr: float, seed: int, progress: bool
+    work_root,
+    desc: str,
+    data_dir,
+    cfg,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    progress: bool,
+    checkpoint_every: int = 100,
 ) -> Run:
     """The ``runs.Run`` of one evaluator's training, keyed by the world it trains on and its settings."""
     settings = {"world": world_settings(data_dir), "cfg": asdict(cfg), "steps": steps, "lr": lr, "seed": seed}
     key = config_hash({**settings, "batch_size": batch_size, "evaluator": desc})
-    return Run(
-        work_root, key, steps=steps, desc=desc, section="evaluators", batch_size=batch_size, progress=progress
-    )
+    return Run(work_root, key, steps=steps, desc=desc, section="evaluators", batch_size=batch_size,
+               progress=progress, checkpoint_every=checkpoint_every)  # fmt: skip
+
+
+class FreshScenes:
+    """An endless stream of newly drawn scenes of a data folder's world, rendered at random offsets of
+    their streams: the classifier trains on clips no split holds, never the same one twice.
+
+    Every (colour, shape) pair is drawn, the held-out ones included (a ``heldout`` fraction of the
+    scenes): the classifier judges generated streams of the held-out split too, and it is a judge of
+    the world, not a model under test. Its state (``state_dict``) makes a resumed run draw on exactly.
+    """
+
+    def __init__(self, data_dir: str | Path, seed: int, max_start: int = 256, heldout: float = 0.2):
+        self.world = WorldConfig(**world_settings(data_dir))
+        self.rng = random.Random(seed)
+        self.max_start, self.heldout = max_start, heldout
+
+    def draw(self, n: int) -> tuple[torch.Tensor, list[SceneSpec]]:
+        """``n`` new clips ``[n, f, c, h, w]`` in [-1, 1] and their scenes."""
+        scenes = [sample_scene(self.rng, self.world, self.rng.random() < self.heldout) for _ in range(n)]
+        f, res = self.world.frames_per_clip, self.world.resolution
+        clips = [from_uint8(render(s, self.rng.randrange(self.max_start), f, res)) for s in scenes]
+        return torch.stack(clips), scenes
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate(state["rng"])
+
+
+def heldout_accuracy(model: VideoEncoder, data_dir: str | Path, splits: tuple[str, ...]) -> dict:
+    """``attribute_accuracy`` and the majority baseline on each of the real ``splits``."""
+    out = {}
+    for split in splits:
+        clips, records = load_split(data_dir, split)
+        scenes = [scene_from_dict(r["scene"]) for r in records]
+        out[split] = {
+            "accuracy": attribute_accuracy(model, clips, scenes),
+            "majority": majority_hits(scene_labels(scenes)),
+            "clips": len(scenes),
+        }
+    return out
 
 
 def train_video_encoder(
@@ -56,45 +108,56 @@ def train_video_encoder(
     device: str = "cpu",
     progress: bool = False,
     work_root: str | Path | None = None,
-) -> tuple[VideoEncoder, dict]:
-    """Train a ``VideoEncoder`` with cross-entropy on every attribute of the train split.
+    checkpoint_every: int = 100,
+    stop_after: int | None = None,
+) -> tuple[VideoEncoder, dict] | None:
+    """Train the world classifier (``VideoEncoder``) on ``FreshScenes`` of the data folder's world with
+    ``classifier_loss``, AdamW and a cosine learning rate.
 
-    ``work_root``: where the run's checkpoints go (``runs.Run``: a killed run resumes); None keeps
-    nothing on disk. Returns the model (eval mode) and metrics: held-out (val split) accuracy per
-    attribute next to the majority-class rate of that split, the last training loss (sum over
-    attributes) and seconds.
+    ``work_root``: where the run's checkpoints go (``runs.Run``: a killed run resumes), every
+    ``checkpoint_every`` steps; None keeps nothing on disk. ``stop_after`` ends this call after that
+    many steps, as a kill would (None is returned). Returns the model (eval mode) and metrics:
+    per-attribute accuracy
+    (``attribute_hits``) next to the majority baseline on the real val, test and held-out-pair splits,
+    none of which it trained on, the last loss (sum over attributes) and seconds.
     """
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
-    clips, records = load_split(data_dir, "train")
-    labels = scene_labels([scene_from_dict(r["scene"]) for r in records])
-    cfg = cfg or VideoEncoderConfig(frames=clips.shape[1], resolution=clips.shape[2])
+    scenes = FreshScenes(data_dir, seed)
+    world = scenes.world
+    cfg = cfg or VideoEncoderConfig(frames=world.frames_per_clip, resolution=world.resolution)
     model = seeded(lambda: VideoEncoder(cfg), seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    batches = torch.Generator().manual_seed(seed)
-    run = evaluator_run(work_root, "video encoder", data_dir, cfg, steps, batch_size, lr, seed, progress)
-    run.resume(model=model, opt=opt, batches=batches)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+    )
+    run = evaluator_run(
+        work_root, "world classifier", data_dir, cfg, steps, batch_size, lr, seed, progress, checkpoint_every
+    )
+    run.resume(model=model, opt=opt, schedule=schedule, scenes=scenes)
     model.train()
-    for _ in run.steps():
-        idx = torch.randint(len(clips), (batch_size,), generator=batches)
-        logits = model(clip_batch(clips, idx).to(device))
-        loss = sum(F.cross_entropy(logits[name], labels[name][idx].to(device)) for name in ATTRIBUTES)
+    for _ in run.steps(stop_after):
+        clips, batch = scenes.draw(batch_size)
+        labels = {name: value.to(device) for name, value in scene_labels(batch).items()}
+        loss = classifier_loss(model(clips.to(device)), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         run.record(loss.detach().item())
-    val_clips, val_records = load_split(data_dir, "val")
-    val_labels = scene_labels([scene_from_dict(r["scene"]) for r in val_records])
-    majority = {name: float(torch.bincount(val_labels[name]).max()) / len(val_records) for name in ATTRIBUTES}
+    if not run.finished:
+        return None
+    model.eval()
     metrics = {
         "steps": steps,
+        "clips_seen": steps * batch_size,
         "loss_last": run.history[-1],
         "seconds": round(run.elapsed, 1),
-        "val_accuracy": attribute_accuracy(model, val_clips, val_labels),
-        "val_majority": majority,
+        **heldout_accuracy(model.cpu(), data_dir, ("val", "test", "heldout")),
+        "features": f"world-classifier-{cfg.feature_dim}",
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    return model.eval(), run.finish(metrics)
+    return model.to(device), run.finish(metrics)
 
 
 def train_clip(

@@ -1,29 +1,34 @@
-"""The world video encoder (DESIGN.md section 2): attribute classifier and FVD features.
+"""The world classifier (DESIGN.md section 2): caption accuracy per attribute, FVD / KID features.
 
-No pretrained video network exists offline, so FVD's features come from our own: ``VideoEncoder``,
-a small 3D-conv net classifying scene attributes, whose penultimate features serve FVD under the
-name "world-video-encoder". With the standard I3D TorchScript file on disk (``load_i3d_torchscript``)
-FVD uses I3D instead, under the name "i3d". The CLIP that gives CLIP scores is in ``clip.py``.
-Videos are float ``[b, f, c, h, w]`` in [-1, 1] (``b f c h w`` as everywhere).
+No pretrained video network exists offline, so the judge is our own: ``VideoEncoder``, a classifier of
+every captioned attribute (one slot per world colour reads that object's shape, size and motion;
+background and object count from the whole scene), trained on freshly rendered scenes
+(``evaluator_training``). ``attribute_hits`` scores a clip against its caption; its penultimate
+features serve FVD and KID under the name "world-classifier". With the standard I3D TorchScript file
+on disk (``load_i3d_torchscript``) FVD uses I3D instead, under the name "i3d". The CLIP that gives
+CLIP scores is in ``clip.py``. Videos are float ``[b, f, c, h, w]`` in [-1, 1] (``b f c h w``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
+import torch.nn.functional as F
+from einops import rearrange, reduce
 from torch import nn
 
 from streamdit.checkpoint import read_evaluator
 from streamdit.data import clip_batch
-from streamdit.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES, SceneSpec
+from streamdit.world import BACKGROUNDS, COLOUR_RGB, COLOURS, MOTIONS, SHAPES, SIZES, SceneSpec
 
-# Classification targets of the video encoder: attributes of the first object, the background and
-# the number of objects. Values index these vocabularies.
+# Classification targets: the background, the number of objects, and per colour (two objects of a
+# scene always differ in colour, so the colour names an object without an order) whether an object of
+# that colour is present and its shape, size and motion.
 ATTRIBUTES: dict[str, tuple] = {
     "shape": SHAPES,
     "colour": COLOURS,
@@ -34,17 +39,85 @@ ATTRIBUTES: dict[str, tuple] = {
 }
 
 
+OBJECT_ATTRIBUTES = ("shape", "size", "motion")  # read from the slot of the object's colour
+
+
 def scene_labels(scenes: list[SceneSpec]) -> dict[str, torch.Tensor]:
-    """Attribute labels of each scene: ``{attribute: long [n]}`` indexing ``ATTRIBUTES[attribute]``."""
-    columns = {
-        "shape": [SHAPES.index(s.objects[0].shape) for s in scenes],
-        "colour": [COLOURS.index(s.objects[0].colour) for s in scenes],
-        "size": [SIZES.index(s.objects[0].size) for s in scenes],
-        "motion": [MOTIONS.index(s.objects[0].motion) for s in scenes],
-        "background": [BACKGROUNDS.index(s.background) for s in scenes],
-        "objects": [len(s.objects) - 1 for s in scenes],
+    """Attribute labels of each scene.
+
+    ``colour``: float multi-hot ``[n, colours]`` of the colours present; ``shape`` / ``size`` /
+    ``motion``: long ``[n, colours]`` indexing ``ATTRIBUTES[name]`` in the slot of each present colour
+    and -1 elsewhere; ``background`` and ``objects`` (count - 1): long ``[n]``.
+    """
+    n, k = len(scenes), len(COLOURS)
+    colour = torch.zeros(n, k)
+    slots = {name: torch.full((n, k), -1, dtype=torch.long) for name in OBJECT_ATTRIBUTES}
+    for i, scene in enumerate(scenes):
+        for obj in scene.objects:
+            c = COLOURS.index(obj.colour)
+            colour[i, c] = 1.0
+            for name in OBJECT_ATTRIBUTES:
+                slots[name][i, c] = ATTRIBUTES[name].index(getattr(obj, name))
+    return {
+        "colour": colour,
+        **slots,
+        "background": torch.tensor([BACKGROUNDS.index(s.background) for s in scenes]),
+        "objects": torch.tensor([len(s.objects) - 1 for s in scenes]),
     }
-    return {name: torch.tensor(values, dtype=torch.long) for name, values in columns.items()}
+
+
+def classifier_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed loss over attributes: binary cross-entropy of colour presence, cross-entropy of each
+    present object's shape, size and motion (absent slots ignored) and of background and count."""
+    loss = F.binary_cross_entropy_with_logits(logits["colour"], labels["colour"])
+    for name in OBJECT_ATTRIBUTES:
+        loss = loss + F.cross_entropy(logits[name].flatten(0, 1), labels[name].flatten(), ignore_index=-1)
+    for name in ("background", "objects"):
+        loss = loss + F.cross_entropy(logits[name], labels[name])
+    return loss
+
+
+def attribute_hits(
+    logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Per clip and attribute, the fraction of the caption the classifier recovers, float ``[n]``.
+
+    colour: the fraction of captioned colours among the classifier's top-m colours (m = the captioned
+    number of objects); shape, size, motion: the fraction of captioned objects whose colour's slot
+    predicts the captioned value (so "a red circle" drawn as a blue circle misses colour and shape);
+    background and objects: 1 if right. For one-object captions every value is 0 or 1.
+    """
+    present = labels["colour"] > 0
+    m = present.sum(dim=1)
+    order = logits["colour"].argsort(dim=1, descending=True).argsort(dim=1)  # rank of each colour
+    chosen = order < m[:, None]
+    hits = {"colour": (chosen & present).sum(dim=1) / m}
+    for name in OBJECT_ATTRIBUTES:
+        right = (logits[name].argmax(-1) == labels[name]) & present
+        hits[name] = right.sum(dim=1) / m
+    for name in ("background", "objects"):
+        hits[name] = (logits[name].argmax(-1) == labels[name]).float()
+    return {name: hits[name].float() for name in ATTRIBUTES}
+
+
+def majority_hits(labels: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The accuracy (as ``attribute_hits``) of always guessing the most frequent value of each
+    attribute (the m most frequent colours) on these labels: the baseline an attribute must beat."""
+    present = labels["colour"] > 0
+    m = present.sum(dim=1)
+    out = {}
+    by_count = labels["colour"].sum(dim=0).argsort(descending=True)
+    chosen = torch.zeros_like(present)
+    for i, count in enumerate(m.tolist()):
+        chosen[i, by_count[:count]] = True
+    out["colour"] = float(((chosen & present).sum(dim=1) / m).mean())
+    for name in OBJECT_ATTRIBUTES:
+        values = labels[name][present]
+        guess = torch.bincount(values, minlength=len(ATTRIBUTES[name])).argmax()
+        out[name] = float((((labels[name] == guess) & present).sum(dim=1) / m).mean())
+    for name in ("background", "objects"):
+        out[name] = float(torch.bincount(labels[name]).max()) / len(labels[name])
+    return {name: out[name] for name in ATTRIBUTES}
 
 
 def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
@@ -61,22 +134,38 @@ def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
 
 @dataclass
 class VideoEncoderConfig:
-    """A 3D-conv attribute classifier: ``widths`` per stage; the stem cuts f by 2 and h, w by 4, each
-    later stage halves all three, so clips need f divisible by 2^len(widths) and h, w by 2^(len + 1)."""
+    """The world classifier (``VideoEncoder``).
+
+    A per-frame 2D stem keeps full resolution for its first convolution (a small shape is a few pixels
+    across), then halves h and w twice (``stem``: channels of its three 3x3 convolutions); a 3D
+    convolution halves f (``widths[0]``), giving the feature map that the colour slots read; further
+    3D convolutions (``widths[1:]``, each halving f, h and w) give the scene's global features. Each
+    slot runs ``slot_width`` channels over time. ``colour_sigma``: width of the soft colour maps, in
+    [-1, 1] units. Clips need f divisible by 2^len(widths) and h, w by 2^(len(widths) + 1).
+    """
 
     frames: int = 16
     resolution: int = 32
     channels: int = 3
-    widths: tuple[int, ...] = (32, 64, 128)
-    feature_dim: int = 64
+    stem: tuple[int, int, int] = (16, 32, 64)
+    widths: tuple[int, ...] = (64, 128)
+    slot_width: int = 64
+    feature_dim: int = 128
+    colour_sigma: float = 0.3
 
     def __post_init__(self) -> None:
-        self.widths = tuple(self.widths)
+        self.stem, self.widths = tuple(self.stem), tuple(self.widths)
+        if len(self.stem) != 3 or any(w < 1 for w in self.stem):
+            raise ValueError(f"stem must be 3 positive ints (channels per convolution), got {self.stem}")
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError(f"widths must be a non-empty list of positive ints, got {self.widths}")
-        for name in ("frames", "resolution", "channels", "feature_dim"):
+        for name in ("frames", "resolution", "channels", "feature_dim", "slot_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.channels != 3:
+            raise ValueError(f"the world classifier reads RGB frames (channels=3), got {self.channels}")
+        if self.colour_sigma <= 0:
+            raise ValueError(f"colour_sigma must be > 0, got {self.colour_sigma}")
         stages = len(self.widths)
         if self.frames % 2**stages or self.resolution % 2 ** (stages + 1):
             raise ValueError(
@@ -85,53 +174,136 @@ class VideoEncoderConfig:
             )
 
 
+def _norm(width: int) -> nn.GroupNorm:
+    return nn.GroupNorm(8 if width % 8 == 0 else 1, width)
+
+
+def _conv3d(w_in: int, w_out: int, stride) -> list[nn.Module]:
+    return [nn.Conv3d(w_in, w_out, 3, stride=stride, padding=1), _norm(w_out), nn.SiLU()]
+
+
+SLOT_TRACK = 5  # per slot and time step: the colour map's circular centroid (sin, cos per axis), area
+
+
+def colour_maps(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Soft maps ``[b, f, colours, h, w]`` in [0, 1]: how close each pixel of ``x [b, f, 3, h, w]`` (in
+    [-1, 1]) is to each world colour (a Gaussian of the RGB distance with width ``sigma``)."""
+    rgb = torch.tensor([COLOUR_RGB[c] for c in COLOURS], dtype=x.dtype, device=x.device) / 127.5 - 1
+    d2 = (x[:, :, None] - rgb[None, None, :, :, None, None]).pow(2).sum(dim=3)
+    return torch.exp(-d2 / (2 * sigma**2))
+
+
+def colour_tracks(maps: torch.Tensor) -> torch.Tensor:
+    """Per colour and frame ``[b, colours, f, SLOT_TRACK]``: the circular centroid of its map (sine and
+    cosine of the mean angle per axis, scaled by the mean resultant length, so an empty map gives 0)
+    and its area (the map's mean, times 10)."""
+    b, f, k, h, w = maps.shape
+    out = []
+    for axis, size in ((3, h), (4, w)):
+        weights = maps.sum(dim=7 - axis)  # [b, f, k, size]: summed over the other axis
+        angle = torch.arange(size, dtype=maps.dtype, device=maps.device) * (2 * math.pi / size)
+        mass = weights.sum(-1).clamp_min(1e-6)
+        out += [(weights * torch.sin(angle)).sum(-1) / mass, (weights * torch.cos(angle)).sum(-1) / mass]
+    out.append(10 * maps.mean(dim=(3, 4)))
+    return rearrange(torch.stack(out, dim=-1), "b f k t -> b k f t")
+
+
 class VideoEncoder(nn.Module):
-    """3D convolutions over ``[b, f, c, h, w]`` clips, global pooling, then one head per attribute."""
+    """The world classifier over ``[b, f, c, h, w]`` clips (``VideoEncoderConfig``).
+
+    One slot per world colour: the colour's soft map (``colour_maps``) weights a spatial average of the
+    shared feature map per time step, the colour's track (``colour_tracks``) joins it, and 1D
+    convolutions over time give the slot's features, from which shared heads read whether an object of
+    that colour is present and its shape, size and motion: attributes are bound to their object by
+    construction. The scene's global features (3D convolutions, mean and max pooled) with the summed
+    slot features are the penultimate ``features`` (FVD, KID), from which the background and count
+    heads read.
+    """
 
     def __init__(self, cfg: VideoEncoderConfig):
         super().__init__()
         self.cfg = cfg
-        # A patchifying stem (2 frames x 4 x 4 pixels per cell, one matrix product: 3D convolutions over
-        # full-resolution clips are slow on a CPU), then stride-2 3D convolutions that halve f, h and w.
-        layers: list[nn.Module] = [nn.Conv3d(cfg.channels, cfg.widths[0], (2, 4, 4), stride=(2, 4, 4))]
-        layers += [nn.GroupNorm(8 if cfg.widths[0] % 8 == 0 else 1, cfg.widths[0]), nn.SiLU()]
+        s0, s1, s2 = cfg.stem
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.channels, s0, 3, padding=1), _norm(s0), nn.SiLU(),
+            nn.Conv2d(s0, s1, 3, stride=2, padding=1), _norm(s1), nn.SiLU(),
+            nn.Conv2d(s1, s2, 3, stride=2, padding=1), _norm(s2), nn.SiLU(),
+        )  # fmt: skip
+        self.temporal = nn.Sequential(*_conv3d(s2, cfg.widths[0], (2, 1, 1)))
+        layers: list[nn.Module] = []
         for w_in, w_out in zip(cfg.widths[:-1], cfg.widths[1:], strict=True):
-            layers += [
-                nn.Conv3d(w_in, w_out, 3, stride=2, padding=1),
-                nn.GroupNorm(8 if w_out % 8 == 0 else 1, w_out),
-                nn.SiLU(),
-            ]
+            layers += _conv3d(w_in, w_out, 2)
         self.body = nn.Sequential(*layers)
-        self.project = nn.Sequential(nn.Linear(cfg.widths[-1], cfg.feature_dim), nn.SiLU())
+        ws = cfg.slot_width
+        self.slot_time = nn.Sequential(
+            nn.Conv1d(cfg.widths[0] + SLOT_TRACK, ws, 3, padding=1), _norm(ws), nn.SiLU(),
+            nn.Conv1d(ws, ws, 3, stride=2, padding=1), _norm(ws), nn.SiLU(),
+        )  # fmt: skip
+        self.slot_project = nn.Sequential(nn.Linear(2 * ws, ws), nn.SiLU())
+        self.slot_heads = nn.ModuleDict(
+            {"colour": nn.Linear(ws, 1)} | {n: nn.Linear(ws, len(ATTRIBUTES[n])) for n in OBJECT_ATTRIBUTES}
+        )
+        self.project = nn.Sequential(nn.Linear(2 * cfg.widths[-1] + ws, cfg.feature_dim), nn.SiLU())
         self.heads = nn.ModuleDict(
-            {name: nn.Linear(cfg.feature_dim, len(values)) for name, values in ATTRIBUTES.items()}
+            {
+                "background": nn.Linear(cfg.feature_dim, len(BACKGROUNDS)),
+                "objects": nn.Linear(cfg.feature_dim, 2),
+            }
         )
 
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot features ``[b, colours, slot_width]`` and global features ``[b, feature_dim]``."""
+        b, f = x.shape[:2]
+        h = self.stem(rearrange(x, "b f c h w -> (b f) c h w"))
+        h = self.temporal(rearrange(h, "(b f) c h w -> b c f h w", b=b))  # [b, w0, f/2, h/4, w/4]
+        maps = colour_maps(x, self.cfg.colour_sigma)  # [b, f, k, h, w]
+        track = colour_tracks(maps)  # [b, k, f, SLOT_TRACK]
+        track = reduce(track, "b k (f two) t -> b k f t", "mean", two=2)
+        small = reduce(maps, "b (f two) k (h dy) (w dx) -> b k f h w", "mean", two=2, dy=4, dx=4)
+        pooled = torch.einsum("bcfhw,bkfhw->bkcf", h, small) / small.sum(dim=(3, 4))[:, :, None].clamp_min(
+            1e-3
+        )
+        slot_in = torch.cat([pooled, rearrange(track, "b k f t -> b k t f")], dim=2)  # [b, k, w0 + 5, f/2]
+        z = self.slot_time(rearrange(slot_in, "b k c f -> (b k) c f"))
+        slots = self.slot_project(torch.cat([z.mean(dim=-1), z.amax(dim=-1)], dim=-1))
+        slots = rearrange(slots, "(b k) c -> b k c", b=b)
+        g = self.body(h)
+        scene = torch.cat([g.mean(dim=(2, 3, 4)), g.amax(dim=(2, 3, 4)), slots.sum(dim=1)], dim=1)
+        return slots, self.project(scene)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features ``[b, feature_dim]`` of clips ``[b, f, c, h, w]`` in [-1, 1] (for FVD)."""
-        h = self.body(rearrange(x, "b f c h w -> b c f h w"))
-        return self.project(h.mean(dim=(2, 3, 4)))
+        """Penultimate features ``[b, feature_dim]`` of clips ``[b, f, c, h, w]`` in [-1, 1] (FVD, KID)."""
+        return self._encode(x)[1]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits ``{attribute: [b, classes]}``."""
-        feats = self.features(x)
-        return {name: head(feats) for name, head in self.heads.items()}
+        """Logits: ``colour [b, colours]`` (presence), ``shape`` / ``size`` / ``motion``
+        ``[b, colours, values]`` (per colour slot), ``background [b, 4]``, ``objects [b, 2]``; with
+        ``features`` (the penultimate features) besides, so that one pass gives both."""
+        slots, feats = self._encode(x)
+        out = {name: head(slots) for name, head in self.slot_heads.items()}
+        out["colour"] = out["colour"].squeeze(-1)
+        return out | {name: head(feats) for name, head in self.heads.items()} | {"features": feats}
 
 
 @torch.no_grad()
-def attribute_accuracy(
-    model: VideoEncoder, clips: np.ndarray, labels: dict[str, torch.Tensor], batch_size: int = 64
-) -> dict[str, float]:
-    """Fraction of clips whose every attribute is classified correctly, per attribute."""
+def classify(model: VideoEncoder, videos: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """The classifier's outputs (logits and ``features``, on the CPU) of videos ``[n, f, c, h, w]`` in
+    [-1, 1], in batches."""
     model.eval()
     device = next(model.parameters()).device
-    correct = {name: 0 for name in ATTRIBUTES}
-    for start in range(0, len(clips), batch_size):
-        rows = list(range(start, min(start + batch_size, len(clips))))
-        logits = model(clip_batch(clips, rows).to(device))
-        for name in ATTRIBUTES:
-            correct[name] += int((logits[name].argmax(-1).cpu() == labels[name][rows]).sum())
-    return {name: correct[name] / len(clips) for name in ATTRIBUTES}
+    parts = [model(videos[i : i + batch_size].to(device).float()) for i in range(0, len(videos), batch_size)]
+    return {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
+
+
+def attribute_accuracy(model: VideoEncoder, clips: np.ndarray, scenes: list[SceneSpec]) -> dict[str, float]:
+    """Per attribute, the mean over clips (uint8 ``[n, f, h, w, c]``) of ``attribute_hits``."""
+    logits = {}
+    for start in range(0, len(clips), 256):
+        part = classify(model, clip_batch(clips, list(range(start, min(start + 256, len(clips))))))
+        for name, value in part.items():
+            logits.setdefault(name, []).append(value)
+    hits = attribute_hits({n: torch.cat(v) for n, v in logits.items()}, scene_labels(scenes))
+    return {name: float(value.mean()) for name, value in hits.items()}
 
 
 def load_video_encoder(path: str | Path, device: str = "cpu") -> VideoEncoder:
@@ -149,7 +321,7 @@ def load_video_encoder(path: str | Path, device: str = "cpu") -> VideoEncoder:
 
 @dataclass
 class FeatureExtractor:
-    """Video features for FVD; ``name`` ("i3d" or "world-video-encoder") goes into every report.
+    """Video features for FVD and KID; ``name`` ("i3d" or "world-classifier") goes into every report.
 
     ``embed`` maps clips ``[b, f, c, h, w]`` in [-1, 1] on ``device`` to features ``[b, d]``.
     """
@@ -172,8 +344,8 @@ class FeatureExtractor:
 
 
 def world_feature_extractor(encoder: VideoEncoder) -> FeatureExtractor:
-    """FVD features from our trained ``VideoEncoder`` (its penultimate layer)."""
-    return FeatureExtractor("world-video-encoder", encoder.features, str(next(encoder.parameters()).device))
+    """FVD and KID features from the trained world classifier (its penultimate layer)."""
+    return FeatureExtractor("world-classifier", encoder.features, str(next(encoder.parameters()).device))
 
 
 def load_i3d_torchscript(path: str | Path, device: str = "cpu") -> FeatureExtractor:

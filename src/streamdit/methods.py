@@ -111,7 +111,13 @@ def method_config(
         "train": {**methods.train, **trained.train},
         "model": trained.model,
         "sample": {"scheme": spec.scheme, "cfg_scale": cfg_scale},
-        "evaluate": {"schemes": [spec.scheme], "cfg_scale": cfg_scale},
+        # Drift and the held-out pairs are measured for the main model and its student only.
+        "evaluate": {
+            "schemes": [spec.scheme],
+            "cfg_scale": cfg_scale,
+            "drift_prompts": 0,
+            "heldout_prompts": 0,
+        },
     }
     layer = dict(overrides or {})
     for section, values in method_layer.items():

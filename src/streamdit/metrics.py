@@ -276,3 +276,258 @@ def shape_iou(
         "disc": sum(discs) / len(discs) if discs else 0.0,
         "present": present / max(total, 1),
     }
+
+
+###############################################################################################
+#                 Kernel distance and paired statistics (DESIGN.md section 2, "Statistics")   #
+###############################################################################################
+
+
+def kernel_distance(feats_a: np.ndarray | torch.Tensor, feats_b: np.ndarray | torch.Tensor) -> float:
+    """KID: the unbiased estimate of the squared MMD between feature sets ``[n >= 2, d]`` and
+    ``[m >= 2, d]`` under the cubic polynomial kernel ``k(x, y) = (x . y / d + 1)^3`` (Binkowski et al.,
+    2018). Unlike the Frechet distance it has no bias at small n, so values at different n compare;
+    it can fall slightly below 0 when the sets are alike."""
+    a = _as_matrix(feats_a, "feats_a", min_rows=2)
+    b = _as_matrix(feats_b, "feats_b", min_rows=2)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature widths differ: feats_a has {a.shape[1]}, feats_b has {b.shape[1]}")
+    d, n, m = a.shape[1], a.shape[0], b.shape[0]
+    kaa, kbb, kab = ((x @ y.T / d + 1) ** 3 for x, y in ((a, a), (b, b), (a, b)))
+    within_a = (kaa.sum() - np.trace(kaa)) / (n * (n - 1))
+    within_b = (kbb.sum() - np.trace(kbb)) / (m * (m - 1))
+    return float(within_a + within_b - 2 * kab.mean())
+
+
+def interval(stats: np.ndarray, level: float) -> tuple[float, float]:
+    """The percentile interval ``(low, high)`` of bootstrap statistics at confidence ``level``."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_difference(
+    statistic_a: Callable[[np.ndarray], float],
+    statistic_b: Callable[[np.ndarray], float],
+    units: int,
+    generator: torch.Generator,
+    n_boot: int = 1000,
+    level: float = 0.95,
+) -> dict:
+    """Paired bootstrap of the difference ``statistic_a - statistic_b`` over ``units`` shared units.
+
+    Both statistics map an index array of units (prompts with their noise seeds) to a float, e.g. the
+    mean caption accuracy of those prompts, or FVD of their clips against their real clips; every
+    resample draws one index array and evaluates both on it, so the variation the two methods share
+    cancels. Returns ``diff`` (on all units), the percentile interval ``low`` / ``high`` and
+    ``holds``: whether the interval excludes 0 (the difference is then ``"a > b"`` or ``"a < b"``).
+    The Frechet distance's small-sample bias is alike for both terms and largely cancels in the
+    difference, so no bias correction is applied.
+    """
+    if units < 2:
+        raise ValueError(f"a paired bootstrap needs at least 2 units, got {units}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    everything = np.arange(units)
+    diff = statistic_a(everything) - statistic_b(everything)
+    draws = torch.randint(units, (n_boot, units), generator=generator).numpy()
+    stats = np.array([statistic_a(idx) - statistic_b(idx) for idx in draws])
+    low, high = interval(stats, level)
+    verdict = "a > b" if low > 0 else "a < b" if high < 0 else "no difference"
+    return {"diff": float(diff), "low": low, "high": high, "holds": verdict != "no difference",
+            "verdict": verdict, "units": units, "resamples": n_boot, "level": level}  # fmt: skip
+
+
+def mean_of(values: np.ndarray | torch.Tensor) -> Callable[[np.ndarray], float]:
+    """The statistic "mean of per-unit ``values [n]`` over the drawn units" (NaN units skipped)."""
+    v = np.asarray(values.detach().cpu().double() if isinstance(values, torch.Tensor) else values, float)
+    return lambda idx: float(np.nanmean(v[idx]))
+
+
+def set_distance_of(
+    distance: Callable[[np.ndarray, np.ndarray], float], feats: np.ndarray | torch.Tensor, real
+) -> Callable[[np.ndarray], float]:
+    """The statistic "``distance`` between the drawn units' features and their real features":
+    ``feats`` and ``real`` are ``[n, ..., d]`` (all clips of a unit move together)."""
+    a, b = (
+        np.asarray(f.detach().cpu().double() if isinstance(f, torch.Tensor) else f) for f in (feats, real)
+    )
+    d = a.shape[-1]
+    return lambda idx: distance(a[idx].reshape(-1, d), b[idx].reshape(-1, d))
+
+
+###############################################################################################
+#       World analogues of VBench's quality dimensions (docs/metrics.md), on decoded frames    #
+###############################################################################################
+
+# A pixel belongs to the foreground when one of its channels differs from its row's background by
+# more than this (in [-1, 1] units; 0.25 is 32 of 255 levels): set on val clips, where it separates
+# every object colour from every background and antialiased rims count half.
+FOREGROUND_TOL = 0.25
+
+
+def _check_videos(videos: torch.Tensor, min_frames: int = 2) -> torch.Tensor:
+    if videos.ndim != 5 or videos.shape[1] < min_frames:
+        raise ValueError(f"videos must be [n, f >= {min_frames}, c, h, w], got shape {tuple(videos.shape)}")
+    return videos.float()
+
+
+def background_frames(videos: torch.Tensor) -> torch.Tensor:
+    """The background estimate ``[n, f, c, h, 1]``: each row's median colour (the world's backgrounds
+    are constant along rows, and an object covers less than half of any row)."""
+    return _check_videos(videos, 1).median(dim=-1, keepdim=True).values
+
+
+def foreground_masks(videos: torch.Tensor, tol: float = FOREGROUND_TOL) -> torch.Tensor:
+    """Bool ``[n, f, h, w]``: the pixels of videos ``[n, f, c, h, w]`` (in [-1, 1]) whose colour differs
+    from their row's background (``background_frames``) by more than ``tol`` in some channel."""
+    return (videos.float() - background_frames(videos)).abs().amax(dim=2) > tol
+
+
+def circular_centroids(masks: torch.Tensor) -> torch.Tensor:
+    """Centroids ``[..., 2]`` (y, x in frame sides, in [0, 1)) of masks ``[..., h, w]`` on the torus the
+    world wraps its objects on (a circular mean per axis), NaN where a mask is empty."""
+    h, w = masks.shape[-2:]
+    m = masks.float()
+    out = []
+    for axis, size in ((-1, h), (-2, w)):  # rows (sum over x) give y, columns give x
+        weights = m.sum(dim=axis)
+        angle = torch.arange(size, dtype=torch.float32) * (2 * math.pi / size)
+        s, c = (weights * torch.sin(angle)).sum(-1), (weights * torch.cos(angle)).sum(-1)
+        pos = (torch.atan2(s, c) / (2 * math.pi)) % 1.0
+        out.append(torch.where(weights.sum(-1) > 0, pos, torch.nan))
+    return torch.stack(out, dim=-1)
+
+
+def _wrapped(delta: torch.Tensor) -> torch.Tensor:
+    """Differences on the unit torus mapped to [-1/2, 1/2)."""
+    return (delta + 0.5) % 1.0 - 0.5
+
+
+def _centre(mask: torch.Tensor, centroid: torch.Tensor) -> torch.Tensor:
+    """A [h, w] mask rolled (on the torus) so that its centroid (frame sides) sits at the centre."""
+    h, w = mask.shape
+    dy, dx = round((0.5 - float(centroid[0])) * h), round((0.5 - float(centroid[1])) * w)
+    return torch.roll(mask, shifts=(dy, dx), dims=(0, 1))
+
+
+def _vbench_mean(similarity: Callable[[int, int], float], frames: int) -> float:
+    """VBench's consistency average: the mean over frames t >= 1 of the similarity to the first frame
+    and to the previous frame, equally weighted."""
+    return sum(0.5 * (similarity(t, 0) + similarity(t, t - 1)) for t in range(1, frames)) / (frames - 1)
+
+
+class _Subject:
+    """One video's foreground per frame (mean colour, centred mask) and their similarity."""
+
+    def __init__(self, video: torch.Tensor, mask: torch.Tensor, centroids: torch.Tensor):
+        self.empty = ~mask.flatten(1).any(dim=1)
+        self.colours = [video[t][:, mask[t]].mean(dim=1) for t in range(len(mask))]
+        self.centred = [
+            _centre(mask[t], centroids[t]) if not self.empty[t] else None for t in range(len(mask))
+        ]
+
+    def similarity(self, t: int, u: int) -> float:
+        if self.empty[t] or self.empty[u]:
+            return float(self.empty[t] and self.empty[u])
+        colour = 1 - float((self.colours[t] - self.colours[u]).abs().mean()) / 2
+        a, b = self.centred[t], self.centred[u]
+        return colour * float((a & b).sum() / (a | b).sum())
+
+
+def subject_consistency(videos: torch.Tensor, tol: float = FOREGROUND_TOL) -> torch.Tensor:
+    """Float ``[n]`` in [0, 1]: does the foreground keep its colour, shape and size over each video?
+
+    Per frame the foreground (``foreground_masks``) gives a mean colour and a mask centred on its
+    centroid; two frames' similarity is ``(1 - mean |colour difference| / 2) * IoU(centred masks)``
+    (1 for two empty frames, 0 when only one is empty), averaged as VBench does (``_vbench_mean``).
+    Motion does not count against it; a colour change, a change of shape or size, an object that
+    appears or vanishes do. A "growing" object legitimately scores below 1: real clips give the ceiling.
+    """
+    videos = _check_videos(videos)
+    masks = foreground_masks(videos, tol)
+    centroids = circular_centroids(masks)
+    subjects = [_Subject(v, m, c) for v, m, c in zip(videos, masks, centroids, strict=True)]
+    return torch.tensor([_vbench_mean(s.similarity, videos.shape[1]) for s in subjects])
+
+
+class _Background:
+    """One video's background pixels per frame and their similarity."""
+
+    def __init__(self, video: torch.Tensor, background: torch.Tensor):
+        self.video, self.background = video, background
+
+    def similarity(self, t: int, u: int) -> float:
+        both = self.background[t] & self.background[u]
+        if not both.any():
+            return 0.0
+        return 1 - float((self.video[t] - self.video[u]).abs()[:, both].mean()) / 2
+
+
+def background_consistency(videos: torch.Tensor, tol: float = FOREGROUND_TOL) -> torch.Tensor:
+    """Float ``[n]`` in [0, 1]: does the background stay put? Two frames' similarity is
+    ``1 - mean |difference| / 2`` over the pixels that are background in both (``foreground_masks``),
+    averaged as VBench does (``_vbench_mean``); a flickering or drifting background lowers it."""
+    videos = _check_videos(videos)
+    backgrounds = [_Background(v, ~m) for v, m in zip(videos, foreground_masks(videos, tol), strict=True)]
+    return torch.tensor([_vbench_mean(b.similarity, videos.shape[1]) for b in backgrounds])
+
+
+def flicker(videos: torch.Tensor) -> torch.Tensor:
+    """Float ``[n]`` in [0, 1], lower is smoother: the mean absolute second temporal difference
+    ``|x(t+1) - 2 x(t) + x(t-1)| / 4`` over pixels, channels and frames of videos in [-1, 1]. Steady
+    motion changes pixels at a steady rate and scores near 0; jitter and flashes score high. Motion
+    smoothness, VBench's name for the opposite, is ``1 - flicker``."""
+    v = _check_videos(videos, 3)
+    return ((v[:, 2:] - 2 * v[:, 1:-1] + v[:, :-2]).abs() / 4).mean(dim=(1, 2, 3, 4))
+
+
+# A clip is dynamic when its foreground's centroid travels at least this far (frame sides, on the
+# torus) or its area changes by this fraction of its mean; the world's slowest object covers 0.29
+# frame sides in 16 frames and a growing one changes area by more than 100%.
+DYNAMIC_PATH = 0.1
+DYNAMIC_AREA = 0.3
+
+
+def motion_path(videos: torch.Tensor, tol: float = FOREGROUND_TOL) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per video ``[n]``: the path length of the foreground's centroid (frame sides, summed over
+    consecutive frames that both hold foreground) and the range of its area relative to its mean."""
+    masks = foreground_masks(_check_videos(videos), tol)
+    steps = _wrapped(circular_centroids(masks).diff(dim=1)).norm(dim=-1)  # NaN where a frame is empty
+    path = torch.nan_to_num(steps, nan=0.0).sum(dim=1)
+    area = masks.float().mean(dim=(2, 3))
+    spread = (area.amax(dim=1) - area.amin(dim=1)) / area.mean(dim=1).clamp_min(1e-6)
+    return path, spread
+
+
+def dynamic_degree(videos: torch.Tensor, tol: float = FOREGROUND_TOL) -> torch.Tensor:
+    """Float ``[n]`` of 0 / 1: is each video dynamic (``DYNAMIC_PATH``, ``DYNAMIC_AREA``)? The mean over
+    videos is VBench's dynamic degree, the fraction of videos that move at all."""
+    path, spread = motion_path(videos, tol)
+    return ((path >= DYNAMIC_PATH) | (spread >= DYNAMIC_AREA)).float()
+
+
+DIRECTIONS = {"left": (1, -1), "right": (1, 1), "up": (0, -1), "down": (0, 1)}  # (axis: 0 y, 1 x; sign)
+
+
+def direction_agreement(
+    videos: torch.Tensor, rgbs: list[tuple[int, int, int]], motions: list[str], tol: int = 48
+) -> torch.Tensor:
+    """Float ``[n]``: does the captioned object move as captioned? For captions "left", "right", "up"
+    and "down": 1 when the mean step of the centroid of the pixels of the object's colour (``rgbs``,
+    ``colour_mask``) points along the captioned axis with the captioned sign and is larger along it
+    than across it, else 0; NaN for the other motions, which have no one direction."""
+    videos = _check_videos(videos)
+    out = []
+    for video, rgb, motion in zip(videos, rgbs, motions, strict=True):
+        if motion not in DIRECTIONS:
+            out.append(math.nan)
+            continue
+        track = circular_centroids(colour_mask(video, rgb, tol))
+        step = torch.nanmean(_wrapped(track.diff(dim=0)), dim=0)  # [2]: mean (dy, dx)
+        axis, sign = DIRECTIONS[motion]
+        along, across = float(step[axis]) * sign, abs(float(step[1 - axis]))
+        out.append(float(along > 0 and along > across))
+    return torch.tensor(out)

@@ -50,40 +50,76 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def plot_evaluators(metrics: dict, path: str | Path) -> Path:
-    """Held-out accuracy of the video encoder per attribute next to the majority-class rate, and the
-    CLIP's top-1 caption retrieval next to chance (from the evaluators stage's metrics dict)."""
+    """Accuracy of the world classifier per attribute on the real test and held-out-pair clips next to
+    the majority baseline, and the CLIP's top-1 caption retrieval next to chance (from the evaluators
+    stage's metrics dict)."""
     encoder, clip = metrics["video_encoder"], metrics["clip"]["test_retrieval"]
-    names = list(encoder["val_accuracy"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5), gridspec_kw={"width_ratios": [3, 1]})
+    names = list(encoder["test"]["accuracy"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [3, 1]})
     x = range(len(names))
-    left.bar([i - 0.2 for i in x], [encoder["val_accuracy"][n] for n in names], 0.4, label="video encoder")
-    left.bar([i + 0.2 for i in x], [encoder["val_majority"][n] for n in names], 0.4, label="majority class")
+    bars = (("test", "accuracy", "test clips"), ("heldout", "accuracy", "held-out pairs"),
+            ("test", "majority", "majority baseline (test)"))  # fmt: skip
+    for k, (split, key, label) in enumerate(bars):
+        left.bar([i + 0.27 * (k - 1) for i in x], [encoder[split][key][n] for n in names], 0.27, label=label)
+    left.axhline(0.95, color="k", ls=":", lw=1, label="target 0.95")
     left.set_xticks(list(x), names)
-    left.set_ylabel("val accuracy")
-    left.set_ylim(0, 1)
-    left.legend()
+    left.set_ylabel("accuracy (real clips)")
+    left.set_ylim(0, 1.05)
+    left.legend(fontsize=7, loc="lower right")
     right.bar(["CLIP", "chance"], [clip["top1"], clip["chance"]], color=["C2", "C7"])
     right.set_ylabel(f"top-1 retrieval ({clip['captions']} captions)")
     right.set_ylim(0, 1)
     return _save(fig, path)
 
 
+# The measures drawn over stream length: (key, axis label).
+OVER_TIME = (
+    ("caption_mean", "caption accuracy (mean over attributes)"),
+    ("subject_consistency", "subject consistency"),
+    ("fvd", "FVD (lower is better)"),
+)
+
+
 def plot_quality_over_time(metrics: dict, path: str | Path) -> Path:
-    """FVD and CLIP score per clip offset of the long streams, per scheme, with the real-data floor."""
-    fig, (fvd_ax, clip_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
+    """Caption accuracy, subject consistency and FVD per window of the streams, per scheme, with the
+    real data (ceiling; FVD: the real-vs-real floor) dashed."""
+    fig, axes = plt.subplots(1, len(OVER_TIME), figsize=(13, 3.5))
     real = metrics["real"]["clips"]
     offsets = [w["offset"] for w in real]
-    fvd_ax.plot(offsets, [w["fvd"] for w in real], "k--", label="real vs real (floor)")
-    clip_ax.plot(offsets, [w["clip_score"] for w in real], "k--", label="real clips")
-    for name, m in metrics["schemes"].items():
-        fvd_ax.plot(offsets, [w["fvd"] for w in m["clips"]], "o-", label=name)
-        clip_ax.plot(offsets, [w["clip_score"] for w in m["clips"]], "o-", label=name)
-    fvd_ax.set_ylabel(f"FVD ({metrics['features']})")
-    clip_ax.set_ylabel("CLIP score")
-    for ax in (fvd_ax, clip_ax):
-        ax.set_xlabel(f"clip start frame ({metrics['clip_frames']}-frame clips)")
+    for ax, (key, label) in zip(axes, OVER_TIME, strict=True):
+        ax.plot(offsets, [w[key] for w in real], "k--", label="real data")
+        for name, m in metrics["schemes"].items():
+            ax.plot(offsets, [w[key] for w in m["clips"]], "o-", label=name)
+        ax.set_xlabel(f"window start frame ({metrics['clip_frames']}-frame windows)")
+        ax.set_ylabel(label if key != "fvd" else f"FVD ({metrics['features']})")
         ax.grid(alpha=0.3)
-    fvd_ax.legend(fontsize=8)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_drift(metrics: dict, path: str | Path) -> Path:
+    """Drift over long streams (``metrics["drift"]``): caption accuracy (mean and shape), subject
+    consistency, flicker and FVD per window with their bootstrap intervals, generated against real."""
+    drift = metrics["drift"]
+    keys = (("caption_mean", "caption accuracy, mean"), ("caption_shape", "caption accuracy, shape"),
+            ("subject_consistency", "subject consistency"), ("flicker", "flicker (lower is smoother)"),
+            ("fvd", "FVD (lower is better)"))  # fmt: skip
+    fig, axes = plt.subplots(1, len(keys), figsize=(18, 3.6))
+    for ax, (key, label) in zip(axes, keys, strict=True):
+        for who, style in (("real", "k"), ("generated", "C0")):
+            rows = drift[who]
+            offsets = [r["offset"] for r in rows]
+            ax.plot(offsets, [r[key] for r in rows], color=style, marker="o", ms=3, label=who)
+            lows = [r[f"{key}_ci"][0] if r.get(f"{key}_ci") else r[key] for r in rows]
+            highs = [r[f"{key}_ci"][1] if r.get(f"{key}_ci") else r[key] for r in rows]
+            ax.fill_between(offsets, lows, highs, color=style, alpha=0.15)
+        ax.set_xlabel("window start frame")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(
+        f"{drift['prompts']} streams of {drift['frames']} frames; bands: bootstrap intervals", fontsize=9
+    )
     return _save(fig, path)
 
 
@@ -100,22 +136,18 @@ def plot_latency(metrics: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_methods_over_time(clips: dict[str, list[dict]], floor: list[dict], path: str | Path) -> Path:
-    """FVD and CLIP score per clip offset of every method's long streams (``clips``: label -> the
-    ``quality_over_time`` rows of its evaluation), with the real-vs-real floor dashed."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, rows in clips.items():
-        offsets = [r["offset"] for r in rows]
-        left.plot(offsets, [r["fvd"] for r in rows], marker="o", label=label)
-        right.plot(offsets, [r["clip_score"] for r in rows], marker="o", label=label)
-    offsets = [r["offset"] for r in floor]
-    left.plot(offsets, [r["fvd"] for r in floor], "k--", label="real data (floor)")
-    right.plot(offsets, [r["clip_score"] for r in floor], "k--", label="real data")
-    for ax, name in ((left, "FVD (lower is better)"), (right, "CLIP score (higher is better)")):
-        ax.set_xlabel("clip start (frame of the stream)")
-        ax.set_ylabel(name)
+def plot_methods_over_time(clips: dict[str, list[dict]], real: list[dict], path: str | Path) -> Path:
+    """Caption accuracy, subject consistency and FVD per window of every method's streams (``clips``:
+    label -> the per-window rows of its evaluation), with the real data dashed."""
+    fig, axes = plt.subplots(1, len(OVER_TIME), figsize=(14, 4))
+    for ax, (key, label) in zip(axes, OVER_TIME, strict=True):
+        for name, rows in clips.items():
+            ax.plot([r["offset"] for r in rows], [r[key] for r in rows], marker="o", label=name)
+        ax.plot([r["offset"] for r in real], [r[key] for r in real], "k--", label="real data")
+        ax.set_xlabel("window start (frame of the stream)")
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    left.legend(fontsize=7)
+    axes[0].legend(fontsize=7)
     return _save(fig, path)
 
 

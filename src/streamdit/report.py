@@ -2,9 +2,9 @@
 
 Nothing here measures anything. The tables are the rows that the evaluation stages computed
 (``streamdit.evaluate``, ``streamdit.methods``), and the figures are the ones they drew. The paper's
-claims are checked against the bootstrap intervals of those numbers: a difference counts only when
-the intervals do not overlap. Every section says which stage and file it comes from, so a reader can
-trace a number back to the code that produced it.
+claims are checked against the paired bootstrap intervals of the differences (same prompts, same
+noise): a difference counts only when its interval excludes 0. Every section says which stage and
+file it comes from, so a reader can trace a number back to the code that produced it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ import yaml
 from streamdit.config import load_config
 from streamdit.files import read_json
 from streamdit.tables import (
+    CAPTION_COLUMNS,
     LATENCY_COLUMNS,
     MAIN_COLUMNS,
     QUALITY_COLUMNS,
+    QUALITY_MEASURES,
+    caption_rows,
     latency_row,
     markdown_table,
+    paired_rows,
     report_rows,
 )
 
@@ -30,6 +34,8 @@ BASELINES = ("uniform_extension", "uniform_clips", "fifo", "diffusion_forcing")
 # The paper's real-time bar: 16 frames/s (512p, one H100).
 PAPER_FPS = 16.0
 FIGURES = (
+    ("World classifier accuracy on real clips", "evaluators/evaluators.png"),
+    ("Drift over long streams, teacher", "evaluation/drift.png"),
     ("Quality over stream length, every method", "comparison/quality_over_length.png"),
     ("Sample strips per method (real clip above each generated row)", "comparison/sample_strips.png"),
     (
@@ -48,50 +54,73 @@ def _read(path: Path) -> dict:
     return read_json(path, "stage metrics (run its stage first: dvc repro)")
 
 
-def compare_intervals(a: dict, b: dict, measure: str, lower_is_better: bool) -> str:
-    """``"better"``, ``"worse"`` or ``"indistinguishable"``: row ``a`` against row ``b`` by the
-    bootstrap intervals ``{measure}_low`` / ``{measure}_high`` (overlapping intervals decide nothing)."""
-    a_low, a_high, b_low, b_high = (
-        a[f"{measure}_low"],
-        a[f"{measure}_high"],
-        b[f"{measure}_low"],
-        b[f"{measure}_high"],
-    )
-    if a_high < b_low:
-        return "better" if lower_is_better else "worse"
-    if a_low > b_high:
-        return "worse" if lower_is_better else "better"
-    return "indistinguishable"
+def _interval(d: dict, scale: float = 1.0) -> str:
+    return f"{scale * d['diff']:+.3g} [{scale * d['low']:+.3g}, {scale * d['high']:+.3g}]"
 
 
-def claim_lines(rows: dict[str, dict], student: dict, teacher: dict, distill: dict) -> list[str]:
-    """The paper's claims, each with what this run's numbers say (rows: comparison rows by method)."""
+# The measures on which the paper says StreamDiT beats FIFO-Diffusion and ReuseDiffuse.
+CLAIM_MEASURES = ("subject_consistency", "background_consistency", "dynamic_degree", "caption_mean", "fvd")
+
+
+def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -> list[str]:
+    """The paper's claims, each with what this run's paired intervals say (``comparison``: the compare
+    stage's JSON; ``student``: its evaluation with ``paired_vs_teacher``; ``teacher``: the main
+    evaluation, with its drift)."""
     lines = []
-    ours = rows.get("mixed")
-    for name in BASELINES:
-        if ours is None or name not in rows:
-            continue
-        fvd = compare_intervals(ours, rows[name], "long_fvd", lower_is_better=True)
-        clip = compare_intervals(ours, rows[name], "clip_score", lower_is_better=False)
+    paired, reference = comparison.get("paired", {}), comparison.get("paired_vs")
+    singles = [n for n in paired if n.startswith("single_")]
+    if singles:
+        for name in singles:
+            d = paired[name]["caption_mean"]
+            lines.append(
+                f"- Claim: mixed training is at least as good as one scheme. {name} - {reference}, caption "
+                f"accuracy {_interval(d)}: **{d['verdict']}**."
+            )
+    else:
         lines.append(
-            f"- Claim: StreamDiT beats **{name}**. This run (mixed, same training budget): long-stream FVD "
-            f"{ours['long_fvd']:.1f} vs {rows[name]['long_fvd']:.1f} (**{fvd}**), CLIP score "
-            f"{ours['clip_score']:.1f} vs {rows[name]['clip_score']:.1f} (**{clip}**)."
+            "- Claim: mixed training is at least as good as the best single scheme. Not tested at this "
+            "profile (no `single_*` method ran; the gpu profile runs them)."
         )
-    if ours is not None:
-        drift = ours["fvd_last_clip"] / ours["fvd_first_clip"]
+    for name in BASELINES:
+        if name not in paired:
+            continue
+        cells = []
+        for measure in CLAIM_MEASURES:
+            d = paired[name][measure]
+            better_low = measure in ("fvd", "kid", "flicker")
+            ours_better = (d["verdict"] == "a > b") if better_low else (d["verdict"] == "a < b")
+            ours_worse = (d["verdict"] == "a < b") if better_low else (d["verdict"] == "a > b")
+            word = "StreamDiT better" if ours_better else "StreamDiT worse" if ours_worse else "no difference"
+            cells.append(f"{measure} {_interval(d)} (**{word}**)")
         lines.append(
-            "- Claim: no drift over long streams. This run (mixed): FVD of the last clip / the first "
-            f"= {drift:.2f} (1 means none; above 1 means the stream degrades)."
+            f"- Claim: StreamDiT beats **{name}**. {name} - {reference}, paired: " + "; ".join(cells) + "."
+        )
+    if "drift" in teacher:
+        change = teacher["drift"]["change"]
+        d = change["caption_mean"]
+        word = (
+            "drifts"
+            if d["verdict"] == "a < b"
+            else "improves"
+            if d["verdict"] == "a > b"
+            else "no drift detected"
+        )
+        lines.append(
+            f"- Claim: no drift over long streams. Teacher, last window - first of "
+            f"{teacher['drift']['frames']}-frame streams ({teacher['drift']['prompts']} prompts): caption "
+            f"accuracy {_interval(d)}, subject consistency {_interval(change['subject_consistency'])}: "
+            f"**{word}**."
         )
     t_m = next(iter(teacher["schemes"].values()))
     s_m = next(iter(student["schemes"].values()))
     t_nfe, s_nfe = t_m["latency"]["nfe_per_frame"], s_m["latency"]["nfe_per_frame"]
-    gap = 100 * (s_m["fvd"] / t_m["fvd"] - 1)
+    pair = student.get("paired_vs_teacher", {})
+    gap = 100 * (s_m["long_stream"]["fvd"] / t_m["long_stream"]["fvd"] - 1)
+    caption = f"caption accuracy {_interval(pair['caption_mean'], 100)} points" if pair else ""
     lines.append(
         f"- Claim: distillation keeps quality at far fewer calls. This run: NFE per frame {t_nfe:g} -> "
-        f"{s_nfe:g} ({distill['teacher_scheme']} -> {distill['student_scheme']}), FVD {t_m['fvd']:.1f} -> "
-        f"{s_m['fvd']:.1f} (**{gap:+.0f}%**; DESIGN.md's target is within +15%)."
+        f"{s_nfe:g} ({distill['teacher_scheme']} -> {distill['student_scheme']}); student - teacher, paired: "
+        f"{caption}, FVD {gap:+.0f}% (DESIGN.md targets: within 3 points and +15%)."
     )
     fps = s_m["latency"]["frames_per_second"]
     lines.append(
@@ -132,8 +161,8 @@ def write_study_report(
     teacher = _read(metrics_dir / "evaluate.json")
     student = _read(metrics_dir / "evaluate_student.json")
     distill = _read(metrics_dir / "distill.json")["distill"]
-    comparison = _read(metrics_dir / "comparison.json")["rows"]
-    by_method = {row["method"]: row for row in comparison}
+    compared = _read(metrics_dir / "comparison.json")
+    comparison = compared["rows"]
     main_rows = [r for r in comparison if r["method"] in ("real data", "mixed", "streamdit_main", *BASELINES)]
     ablation_rows = [r for r in comparison if r not in main_rows]
     method_names = [r["method"] for r in comparison if r["method"] not in ("real data", "streamdit_main")]
@@ -147,7 +176,7 @@ def write_study_report(
         if train_file.exists():
             method_seconds.append((name, _read(train_file)["train_seconds"]))
 
-    ev, accuracy = cfg.evaluate, evaluators["video_encoder"]["val_accuracy"]
+    ev, accuracy = cfg.evaluate, evaluators["video_encoder"]["test"]["accuracy"]
     lines = [
         "# StreamDiT-repro: study report",
         "",
@@ -162,18 +191,19 @@ def write_study_report(
         f"- Seeds: `seed` {raw['seed']} (data and training), `sample.seed` {cfg.sample.seed}, "
         f"`evaluate.seed` {ev.seed}. World data hash `{data['hash']}` "
         f"({data['train']['clips']} training clips).",
-        f"- Evaluation: {teacher['prompts']} test prompts, streams of {teacher['long_frames']} frames, "
-        f"FVD on **{teacher['features']}** features, CLIP score by **{teacher['clip_model']}**, "
-        f"bootstrap intervals over prompts ({ev.bootstrap} resamples, {100 * ev.bootstrap_level:.0f}%; "
-        "FVD's shifted down by the resampling bias, `metrics.bootstrap_frechet`).",
+        f"- Evaluation: {teacher['prompts']} test prompts, streams of {teacher['long_frames']} frames "
+        f"scored in windows of {teacher['clip_frames']}, every method from the same noise seeds; caption "
+        f"accuracy by the world classifier, FVD and KID on **{teacher['features']}** features, CLIP "
+        f"score by **{teacher['clip_model']}**, the VBench analogues of docs/metrics.md; paired bootstrap "
+        f"intervals over prompts ({ev.bootstrap} resamples, {100 * ev.bootstrap_level:.0f}%).",
         _machine_line("Training hardware", train.get("machine")),
         _machine_line("Evaluation hardware", teacher.get("machine")),
         f"- Main model: {train['steps']} steps in {train['train_seconds'] / 60:.1f} min "
         f"({train['samples_per_second']} samples/s), loss {train['loss_first']:.3f} -> "
         f"{train['loss_last']:.3f}. Distillation: {distill['steps']} steps in "
-        f"{distill['distill_seconds'] / 60:.1f} min. Evaluators: world video encoder colour / shape / "
-        f"motion accuracy {accuracy['colour']:.2f} / {accuracy['shape']:.2f} / {accuracy['motion']:.2f}, "
-        f"CLIP top-1 retrieval {evaluators['clip']['test_retrieval']['top1']:.2f}.",
+        f"{distill['distill_seconds'] / 60:.1f} min. Evaluators: the world classifier's accuracy on real "
+        "test clips " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) + "; CLIP top-1 retrieval "
+        f"{evaluators['clip']['test_retrieval']['top1']:.2f}.",
     ]
     if method_seconds:
         lines.append(
@@ -183,17 +213,23 @@ def write_study_report(
         "",
         "## What the paper claims, and what this run says",
         "",
-        "A difference counts only when the bootstrap intervals do not overlap.",
+        "Each difference is paired (same prompts, same noise) with its bootstrap interval `[low, high]`; "
+        "it counts only when the interval excludes 0.",
         "",
-        *claim_lines(by_method, student, teacher, distill),
+        *claim_lines(compared, student, teacher, distill),
         "",
         "## StreamDiT against the baselines",
         "",
-        "From `metrics/comparison.json` (`compare` stage). `long_fvd` pools every clip of the long "
-        "streams; `_low` / `_high` are the bootstrap interval. `mixed` is trained with the baselines' "
-        "budget; `streamdit_main` is the main model of the `train` stage.",
+        "From `metrics/comparison.json` (`compare` stage): every measure pooled over the windows of the "
+        "streams. `mixed` is trained with the baselines' budget; `streamdit_main` is the main model of "
+        "the `train` stage.",
         "",
         *markdown_table(main_rows, MAIN_COLUMNS),
+        "",
+        f"Paired differences from `{compared.get('paired_vs')}` (`reports/comparison/paired.md`; `*`: the "
+        "interval excludes 0):",
+        "",
+        *markdown_table(paired_rows(compared.get("paired", {})), ("method", *QUALITY_MEASURES)),
         "",
         "## Ablations",
         "",
@@ -216,6 +252,24 @@ def write_study_report(
         *markdown_table(
             report_rows(teacher, "teacher") + report_rows(student, "student", floor=False),
             QUALITY_COLUMNS,
+        ),
+        "",
+        "Paired differences, student - teacher (`*`: the interval excludes 0):",
+        "",
+        *markdown_table(
+            paired_rows({"student - teacher": student.get("paired_vs_teacher", {})}),
+            ("method", *QUALITY_MEASURES),
+        ),
+        "",
+        "## Caption accuracy per attribute",
+        "",
+        "The world classifier's accuracy at recovering each captioned attribute from the streams "
+        "(docs/metrics.md), pooled over windows; real clips give the ceiling. The held-out-pair rows are "
+        f"{teacher.get('heldout', {}).get('prompts', 0)} prompts of (colour, shape) pairs no training clip "
+        "shows (compositional generalisation), one window each.",
+        "",
+        *markdown_table(
+            caption_rows(teacher, "teacher") + caption_rows(student, "student", real=False), CAPTION_COLUMNS
         ),
         "",
         "## Latency",

@@ -11,27 +11,33 @@ from pathlib import Path
 
 from streamdit.acceleration import machine_info, resolve_device
 from streamdit.checkpoint import load_model
-from streamdit.config import Config, DistillConfig
+from streamdit.config import Config, DistillConfig, load_config
 from streamdit.data import WorldClips, reference_prompts
 from streamdit.evaluate import evaluate_model, load_judges
 from streamdit.files import read_json
 from streamdit.methods import resolve_methods
 from streamdit.plots import (
+    plot_drift,
     plot_latency,
     plot_methods_over_time,
     plot_quality_over_time,
     stack_images,
 )
+from streamdit.quality import paired_differences, read_arrays, write_arrays
 from streamdit.streaming import Streamer, timed_stream
 from streamdit.tables import (
     compare_methods,
     only_scheme,
     write_comparison,
+    write_paired,
     write_report,
     write_teacher_vs_student,
 )
 from streamdit.text import load_text_encoder
 from streamdit.video import reference_strip, to_uint8, write_gif, write_mp4
+
+# The row every method is compared with, pair by pair: StreamDiT trained with the methods' budget.
+REFERENCE_METHOD = "mixed"
 
 
 def prompts_to_sample(cfg: Config, count: int) -> tuple[list[str], list]:
@@ -101,21 +107,24 @@ def evaluate_streamdit(
     model_path: str | Path,
     evaluators_dir: str | Path,
     report_dir: str | Path,
+    arrays_file: str | Path,
     progress=False,
     distilled: bool = False,
 ) -> dict:
     """Evaluate a trained StreamDiT against the real world (``streamdit.evaluate``), with the
     evaluators ``evaluate.load_judges`` picks. A ``distilled`` student runs the student scheme of
     ``distill.teacher`` without guidance instead of ``evaluate.schemes``. Writes ``evaluation.md`` /
-    ``.csv`` and figures to ``report_dir`` and returns the metrics dict."""
+    ``.csv`` and figures to ``report_dir`` and the per-prompt arrays of the paired comparisons to
+    ``arrays_file``; returns the metrics dict."""
     ecfg, report_dir = cfg.evaluate, Path(report_dir)
     if distilled:
         student = cfg.distill.teacher_scheme.distilled()
         ecfg = dataclasses.replace(ecfg, schemes=[dataclasses.astuple(student)], cfg_scale=1.0)
     device = resolve_device(cfg.sample.device)
     model, _ = load_model(model_path, device)
-    scenes = tuple(WorldClips(Path(cfg.data_dir), split, length=1).scenes for split in ("test", "val"))
-    metrics = evaluate_model(
+    splits = {"test": "test", "floor": "val", "heldout": "heldout"}
+    scenes = {key: WorldClips(Path(cfg.data_dir), split, length=1).scenes for key, split in splits.items()}
+    metrics, arrays = evaluate_model(
         model,
         load_text_encoder(cfg.text.encoder, cfg.text.max_length),
         scenes,
@@ -127,19 +136,33 @@ def evaluate_streamdit(
         switch_strip=report_dir / "switch_strip.png",
     )
     metrics["machine"] = machine_info(device)
+    write_arrays(arrays, arrays_file)
     write_report(metrics, report_dir)
     plot_quality_over_time(metrics, report_dir / "quality_over_time.png")
     plot_latency(metrics, report_dir / "latency.png")
+    if "drift" in metrics:
+        plot_drift(metrics, report_dir / "drift.png")
     return metrics
 
 
 def compare_teacher_student(
-    teacher_metrics_file: str | Path, student_metrics: dict, distill_metrics_file: str | Path, report_dir
+    cfg: Config,
+    teacher_metrics_file: str | Path,
+    student_metrics: dict,
+    distill_metrics_file: str | Path,
+    arrays_files: tuple[str | Path, str | Path],
+    report_dir,
 ) -> Path:
     """Write the teacher-vs-student table from the teacher's evaluation JSON, the student's metrics
-    and the distillation JSON; returns the markdown file."""
+    and the distillation JSON, with the paired differences student - teacher from their per-prompt
+    ``arrays_files`` (teacher's, student's; same prompts and noise); returns the markdown file and
+    stores the differences in ``student_metrics["paired_vs_teacher"]``."""
     teacher = read_json(teacher_metrics_file, "teacher evaluation")
     distill = read_json(distill_metrics_file, "distillation metrics")["distill"]
+    teacher_arrays, student_arrays = (read_arrays(f) for f in arrays_files)
+    student_key, teacher_key = next(iter(student_metrics["schemes"])), next(iter(teacher["schemes"]))
+    paired = paired_differences(student_arrays, student_key, teacher_arrays, teacher_key, cfg.evaluate)
+    student_metrics["paired_vs_teacher"] = paired
     md_path, _ = write_teacher_vs_student(teacher, student_metrics, distill, report_dir)
     return md_path
 
@@ -152,13 +175,16 @@ def compare_methods_report(
     main_train_file: str | Path,
     methods_reports_dir: str | Path,
     report_dir: str | Path,
+    arrays_dir: str | Path = "evaluations/methods",
 ) -> dict:
     """The comparison of the profile's methods (``streamdit.methods``) and the main model.
 
     Reads each method's evaluation ``metrics_dir/<method>.json`` (its strip in
     ``methods_reports_dir/<method>/evaluation``) and the main model's ``main_metrics_file``; writes
     ``comparison.md`` / ``.csv``, quality over stream length of every method and the stacked sample
-    strips to ``report_dir``. Returns the table's rows."""
+    strips to ``report_dir``. When the methods include StreamDiT at their budget (``REFERENCE_METHOD``),
+    every other method's paired differences from it (``evaluate.paired_differences``, from the
+    per-prompt arrays in ``arrays_dir``) go to ``paired.md``. Returns the rows and the differences."""
     methods = resolve_methods(params_file, profile)
     method_metrics = {
         name: read_json(Path(metrics_dir) / f"{name}.json", "method evaluation") for name in methods.run
@@ -168,6 +194,17 @@ def compare_methods_report(
         methods.run, method_metrics, main, read_json(main_train_file, "training metrics")["steps"]
     )
     write_comparison(rows, main, report_dir)
+    paired = {}
+    if REFERENCE_METHOD in methods.run:
+        arrays = {name: read_arrays(Path(arrays_dir) / f"{name}.npz") for name in methods.run}
+        ref = arrays[REFERENCE_METHOD]
+        ref_key = only_scheme(method_metrics[REFERENCE_METHOD])[0]
+        cfg = load_config(params_file, profile)
+        for name in methods.run:
+            if name != REFERENCE_METHOD:
+                key = only_scheme(method_metrics[name])[0]
+                paired[name] = paired_differences(arrays[name], key, ref, ref_key, cfg.evaluate)
+        write_paired(paired, REFERENCE_METHOD, main, report_dir)
     clips = {name: only_scheme(method_metrics[name])[1]["clips"] for name in methods.run}
     clips["streamdit_main"] = next(iter(main["schemes"].values()))["clips"]
     plot_methods_over_time(clips, main["real"]["clips"], Path(report_dir) / "quality_over_length.png")
@@ -179,4 +216,4 @@ def compare_methods_report(
         for n in methods.run
     }
     stack_images(strips, Path(report_dir) / "sample_strips.png")
-    return {"rows": rows}
+    return {"rows": rows, "paired_vs": REFERENCE_METHOD, "paired": paired}
