@@ -274,7 +274,7 @@ class EvaluatorConfig:
     """How the world evaluators are trained (``evaluators`` in params.yaml): the video encoder (FVD
     features) and the world CLIP (CLIP scores)."""
 
-    encoder_steps: int = 1000
+    encoder_steps: int = 1200
     encoder_batch_size: int = 32
     encoder_lr: float = 0.002
     clip_steps: int = 1000

@@ -126,6 +126,14 @@ def judges_features(videos: torch.Tensor, offsets: list[int], clip_frames: int, 
     return torch.stack([judges.features(videos[:, o : o + clip_frames]) for o in offsets], dim=1).numpy()
 
 
+def prompt_means(values: np.ndarray) -> np.ndarray:
+    """Each prompt's mean over its windows ``[n]`` of ``values [n, windows]``, skipping NaN windows; NaN
+    for a prompt with none (a measure that does not apply to its caption)."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=1)
+    return np.where(counts > 0, np.where(finite, values, 0.0).sum(axis=1) / np.maximum(counts, 1), np.nan)
+
+
 def summarise(
     quality: dict[str, np.ndarray],
     real_features: np.ndarray,
@@ -140,7 +148,7 @@ def summarise(
     resampling bias (``metrics.bootstrap_frechet``), KID's plain."""
     out: dict = {}
     for name in MEASURES:
-        per_prompt = np.nanmean(quality[name], axis=1) if np.isfinite(quality[name]).any() else None
+        per_prompt = prompt_means(quality[name]) if np.isfinite(quality[name]).any() else None
         if per_prompt is None or np.isfinite(per_prompt).sum() < 2:
             out[name], out[f"{name}_ci"] = None, None
             continue
@@ -240,9 +248,7 @@ def paired_differences(
     generator = torch.Generator().manual_seed(ecfg.seed)
     out = {}
     for name in (*MEASURES, "clip_score"):
-        a, b = (
-            np.nanmean(arr[f"{key}/{name}"], axis=1) for arr, key in ((arrays_a, key_a), (arrays_b, key_b))
-        )
+        a, b = (prompt_means(arr[f"{key}/{name}"]) for arr, key in ((arrays_a, key_a), (arrays_b, key_b)))
         if not (np.isfinite(a) & np.isfinite(b)).sum() >= 2:
             continue
         keep = np.isfinite(a) & np.isfinite(b)
