@@ -150,10 +150,7 @@ def bootstrap_ci(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    stats = bootstrap_statistics(values, generator, n_boot, statistic)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return float(low), float(high)
+    return interval(bootstrap_statistics(values, generator, n_boot, statistic), level)
 
 
 def bootstrap_statistics(
@@ -200,9 +197,8 @@ def bootstrap_frechet(
         raise ValueError(f"bootstrap needs at least 2 units, got {units.shape[0]}")
     stats = bootstrap_statistics(units, generator, n_boot, distance)
     bias = float(stats.mean()) - distance(units)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(stats, [tail, 100 - tail]) - bias
-    return max(0.0, float(low)), max(0.0, float(high))
+    low, high = interval(stats, level)
+    return max(0.0, low - bias), max(0.0, high - bias)
 
 
 def frames_to_reach(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,8 +328,9 @@ def paired_difference(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     everything = np.arange(units)
     diff = statistic_a(everything) - statistic_b(everything)
-    draws = torch.randint(units, (n_boot, units), generator=generator).numpy()
-    stats = np.array([statistic_a(idx) - statistic_b(idx) for idx in draws])
+    stats = bootstrap_statistics(
+        everything, generator, n_boot, lambda idx: statistic_a(idx) - statistic_b(idx)
+    )
     low, high = interval(stats, level)
     verdict = "a > b" if low > 0 else "a < b" if high < 0 else "no difference"
     return {"diff": float(diff), "low": low, "high": high, "holds": verdict != "no difference",

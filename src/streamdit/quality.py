@@ -10,7 +10,6 @@ dimensions (``metrics``; docs/metrics.md), the CLIP score, and the FVD / KID fea
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from streamdit.evaluators import (
     classify,
     scene_labels,
 )
+from streamdit.files import atomic_write
 from streamdit.metrics import (
     background_consistency,
     bootstrap_ci,
@@ -249,9 +249,9 @@ def paired_differences(
     out = {}
     for name in (*MEASURES, "clip_score"):
         a, b = (prompt_means(arr[f"{key}/{name}"]) for arr, key in ((arrays_a, key_a), (arrays_b, key_b)))
-        if not (np.isfinite(a) & np.isfinite(b)).sum() >= 2:
-            continue
         keep = np.isfinite(a) & np.isfinite(b)
+        if keep.sum() < 2:
+            continue
         out[name] = paired_difference(mean_of(a[keep]), mean_of(b[keep]), int(keep.sum()), generator,
                                       ecfg.bootstrap, ecfg.bootstrap_level)  # fmt: skip
     for name, distance in (("fvd", frechet_distance), ("kid", kernel_distance)):
@@ -264,13 +264,9 @@ def paired_differences(
 
 
 def write_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
-    """``evaluate_model``'s per-prompt arrays as one ``.npz`` file (written whole or not at all)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    """``evaluate_model``'s per-prompt arrays as one ``.npz`` file (``files.atomic_write``: written
+    whole or not at all)."""
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
