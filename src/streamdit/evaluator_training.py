@@ -128,13 +128,13 @@ def train_video_encoder(
     cfg = cfg or VideoEncoderConfig(frames=world.frames_per_clip, resolution=world.resolution)
     model = seeded(lambda: VideoEncoder(cfg), seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    lr_decay = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
     )
     run = evaluator_run(
         work_root, "world classifier", data_dir, cfg, steps, batch_size, lr, seed, progress, checkpoint_every
     )
-    run.resume(model=model, opt=opt, schedule=schedule, scenes=scenes)
+    run.resume(model=model, opt=opt, lr_decay=lr_decay, scenes=scenes)
     model.train()
     for _ in run.steps(stop_after):
         clips, batch = scenes.draw(batch_size)
@@ -143,7 +143,7 @@ def train_video_encoder(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        schedule.step()
+        lr_decay.step()
         run.record(loss.detach().item())
     if not run.finished:
         return None
