@@ -33,6 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from streamdit.acceleration import autocast, compile_model
+from streamdit.autoencoder import AutoencoderConfig, WorldAutoencoder
 from streamdit.latency import measure_stream_latency
 from streamdit.model import PRESETS, ModelConfig, build_model, count_parameters
 from streamdit.sampling import StreamSampler
@@ -135,15 +136,33 @@ def train_throughput(cfg: ModelConfig, device: str, batch: int, steps: int, flop
     return result
 
 
+def decoder_for(cfg: ModelConfig) -> WorldAutoencoder | None:
+    """The world autoencoder (random weights: speed does not depend on them) whose latents a latent
+    preset's frames are, when that decoder is world-sized (frames up to 128 px); None otherwise, and for
+    pixel presets (then no decoder is timed)."""
+    if cfg.space != "latent" or cfg.resolution * 8 > 128:
+        return None
+    return WorldAutoencoder(
+        AutoencoderConfig(resolution=cfg.resolution * 8, latent_channels=cfg.channels)
+    ).eval()
+
+
 def stream_speed(
-    model: torch.nn.Module, device: str, scheme: Scheme, cfg_scale: float, frames: int, label: str
+    model: torch.nn.Module,
+    device: str,
+    scheme: Scheme,
+    cfg_scale: float,
+    frames: int,
+    label: str,
+    space: torch.nn.Module | None = None,
 ) -> dict:
-    """Frames/s, time to first frame and per-frame latency of one stream (``streamdit.latency``)."""
+    """Frames/s, time to first frame and per-frame latency of one stream (``streamdit.latency``), with
+    every emitted chunk decoded by ``space`` (None: not decoded)."""
     text = text_batch(model.cfg, 1, device)
 
     def make_sampler() -> StreamSampler:
         return StreamSampler(
-            model, scheme, text, cfg_scale=cfg_scale, generator=torch.Generator().manual_seed(0)
+            model, scheme, text, cfg_scale=cfg_scale, generator=torch.Generator().manual_seed(0), space=space
         )
 
     # Warm-up covers a whole start-up and one steady chunk, so compilation and graph capture are done.
@@ -231,13 +250,19 @@ def run_preset(name: str, device: str) -> dict:
     with torch.device(device):
         model = build_model(cfg).to(dtype).eval()
     frames = (4 if params < 1e9 else 2) * cfg.frames
+    space = decoder_for(cfg)
+    if space is not None:
+        space = space.to(device, dtype)
+    row["decoder"] = "world autoencoder" if space is not None else "none timed"
     row["streams"] = [
-        stream_speed(model, device, teacher, 3.0, frames, "teacher"),
-        stream_speed(model, device, student, 1.0, frames, "student"),
+        stream_speed(model, device, teacher, 3.0, frames, "teacher", space),
+        stream_speed(model, device, student, 1.0, frames, "student", space),
     ]
     if device.startswith("cuda") and params <= COMPILE_MAX_PARAMS:
         compiled = compile_model(model, "reduce-overhead")
-        row["streams"].append(stream_speed(compiled, device, student, 1.0, frames, "student, compiled"))
+        row["streams"].append(
+            stream_speed(compiled, device, student, 1.0, frames, "student, compiled", space)
+        )
         row["fast_path_errors"] = fast_path_errors(cfg, device, student, 2 * cfg.frames)
     row["stream_peak_memory_mib"] = round(peak_memory_mib(device), 1)
     return row
@@ -315,18 +340,18 @@ def markdown(rows: list[dict]) -> str:
         "",
         f"## Streaming (CUDA: bf16 weights; paper: {PAPER_FPS:g} frames/s at 512p on one H100)",
         "",
-        "| preset | device | stream | scheme | NFE/frame | frames/s | frame latency ms | first frame s | "
-        "floor fps at measured peak | peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | device | stream | decoder | scheme | NFE/frame | frames/s | frame latency ms | "
+        "first frame s | floor fps at measured peak (DiT only) | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if not r["measured"]:
-            lines.append(f"| {r['preset']} | {r['device']} |" + " not measured |" * 8)
+            lines.append(f"| {r['preset']} | {r['device']} |" + " not measured |" * 9)
             continue
         for st in r["streams"]:
             floor = r["teacher_floor_fps"] if st["label"] == "teacher" else r["student_floor_fps"]
             lines.append(
-                f"| {r['preset']} | {r['device']} | {st['label']} | {st['scheme']} | "
+                f"| {r['preset']} | {r['device']} | {st['label']} | {r['decoder']} | {st['scheme']} | "
                 f"{st['nfe_per_frame']:g} | {st['frames_per_s']} | {st['frame_latency_ms']} | "
                 f"{st['ttff_s']} | {floor} | {r['stream_peak_memory_mib']} |"
             )

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from streamdit.acceleration import resolve_device
-from streamdit.checkpoint import load_model
+from streamdit.checkpoint import load_model, load_space
 from streamdit.clip import load_clip
 from streamdit.config import load_config
 from streamdit.sampling import StreamSampler
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg_scale=cfg_scale,
         shift=cfg.sample.time_shift,
         generator=torch.Generator().manual_seed(cfg.sample.seed),
+        space=load_space(args.model, device),
     )
 
     records, window, finite = [], [], True

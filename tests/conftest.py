@@ -42,7 +42,8 @@ def tiny_overrides(world, **train):
             "n_test": 2,
             "n_heldout": 2,
         },
-        "model": {"resolution": 16, "dim": 32, "depth": 1, "heads": 2},
+        # Pixel frames: the unit tests need no autoencoder (tests/test_autoencoder.py tests latents).
+        "model": {"preset": "tiny_pixel", "resolution": 16, "patch": 4, "dim": 32, "depth": 1, "heads": 2},
         "evaluate": {"clip_frames": 8},
         "train": {
             "steps": 6,
@@ -78,6 +79,7 @@ def tiny_model_file(tiny_world, tmp_path_factory):
     settings (scheme [0, 2, 4, 8], guidance 3)."""
     from test_model import _trained_like
 
+    from streamdit.autoencoder import PixelSpace
     from streamdit.checkpoint import save_model
     from streamdit.config import load_config
 
@@ -85,5 +87,5 @@ def tiny_model_file(tiny_world, tmp_path_factory):
         Path(__file__).resolve().parents[1] / "params.yaml", "smoke", tiny_overrides(tiny_world)
     )
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(path, _trained_like(cfg.model, std=0.2), cfg.to_dict())
+    save_model(path, _trained_like(cfg.model, std=0.2), cfg.to_dict(), PixelSpace())
     return path

@@ -320,7 +320,7 @@ def test_cli_generates_from_the_params_profile(tmp_path, capsys):
 
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["data"].update(resolution=8, frames_per_clip=8, n_train=3, n_val=1, n_test=1, n_heldout=2)
-    params["model"].update(resolution=8, patch=4)
+    params["model"].update(preset="tiny_pixel", resolution=8, patch=4)
     params["evaluate"].update(clip_frames=8)
     config = tmp_path / "params.yaml"
     config.write_text(yaml.safe_dump(params))

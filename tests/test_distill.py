@@ -11,6 +11,7 @@ from test_model import _trained_like as perturbed_model  # zero-init layers pert
 from test_sampling import FakeModel, oracle_towards, text
 from test_train import make_one_clip_world
 
+from streamdit.autoencoder import PixelSpace
 from streamdit.checkpoint import CHECKPOINT, load_model, save_model
 from streamdit.config import DistillConfig, load_config
 from streamdit.distill import (
@@ -164,7 +165,7 @@ def distill_setup(world, tmp_path, **loop):
     a distillation of it with the ``[0, 4, 2, 2]`` teacher scheme and the loop settings ``loop``."""
     cfg = load_config(PARAMS, "smoke", tiny_overrides(world))
     teacher_path = tmp_path / "teacher.pt"
-    save_model(teacher_path, perturbed_model(cfg.model), cfg.to_dict())
+    save_model(teacher_path, perturbed_model(cfg.model), cfg.to_dict(), PixelSpace())
     dcfg = DistillConfig(teacher=[0, 4, 2, 2], batch_size=2, device="cpu", **loop)
     return cfg, dcfg, teacher_path
 
@@ -221,7 +222,7 @@ def test_interrupted_distillation_resumes_to_the_same_student(tiny_setup, tmp_pa
 def test_a_new_teacher_never_resumes_an_old_student(tiny_setup, tmp_path):
     cfg, dcfg, teacher_path = tiny_setup
     before = distill_key(cfg, dcfg, teacher_path)
-    save_model(teacher_path, perturbed_model(cfg.model, seed=1), cfg.to_dict())
+    save_model(teacher_path, perturbed_model(cfg.model, seed=1), cfg.to_dict(), PixelSpace())
     assert distill_key(cfg, dcfg, teacher_path) != before
 
 

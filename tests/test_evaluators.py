@@ -152,7 +152,7 @@ def test_video_encoder_features_and_heads_shapes():
     with pytest.raises(ValueError, match="divisible"):
         VideoEncoderConfig(frames=10)
     with pytest.raises(ValueError, match="stem"):
-        VideoEncoderConfig(stem=(8, 8))
+        VideoEncoderConfig(stem=(8,))
 
 
 def test_fresh_scenes_are_new_deterministic_and_resume_exactly(world):

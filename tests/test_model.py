@@ -12,7 +12,9 @@ from streamdit.model import (
     sincos_pos_embed_3d,
 )
 
-TINY = dataclasses.replace(PRESETS["tiny"], frames=4, resolution=16, dim=64, depth=2, heads=2, text_dim=24)
+TINY = dataclasses.replace(
+    PRESETS["tiny_pixel"], frames=4, resolution=16, patch=4, dim=64, depth=2, heads=2, text_dim=24
+)
 
 
 def _inputs(cfg, batch=2, text_len=5, seed=0):
@@ -183,5 +185,9 @@ def test_config_validation(change, message):
 
 def test_presets_are_valid_configs():
     assert set(PRESETS) >= {"tiny", "small", "paper_4b"}
-    # tiny: the ModelConfig defaults with windows spanning whole frames (8x8 tokens at 32 px, patch 4).
-    assert PRESETS["tiny"] == ModelConfig(window=(4, 8, 8))
+    # tiny: 8x8x8 latents at patch 1, windows spanning whole frames of 8x8 tokens; tiny_pixel: the same
+    # tokens from 64x64 RGB frames in 8x8 patches, otherwise the same DiT.
+    assert PRESETS["tiny"] == ModelConfig(space="latent", resolution=8, channels=8, patch=1, window=(4, 8, 8))
+    pixel = PRESETS["tiny_pixel"]
+    assert (pixel.space, pixel.resolution // pixel.patch, pixel.channels) == ("pixel", 8, 3)
+    assert dataclasses.replace(pixel, space="latent", resolution=8, channels=8, patch=1) == PRESETS["tiny"]

@@ -12,9 +12,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
+from streamdit.checkpoint import load_space
 from streamdit.clip import clip_retrieval, load_clip
 from streamdit.data import load_split
 from streamdit.pipeline import format_seconds, parse_parameter, stage_times, summary
@@ -69,6 +72,7 @@ def test_dag_chains_data_train_sample(smoke_repo):
     dot = run(["dvc", "dag", "--dot"], repo, env)
     edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
     assert {("data.dvc", "data"), ("data", "train"), ("train", "sample")} <= edges
+    assert {("evaluators", "autoencoder"), ("autoencoder", "train")} <= edges
     assert {("train", "distill"), ("evaluators", "evaluate"), ("distill", "evaluate_student")} <= edges
 
 
@@ -97,8 +101,24 @@ def test_stages_write_metrics_and_figures(smoke_repo):
         "reports/samples/sample_strip.png",
     ):
         assert (repo / figure).stat().st_size > 1000
-    # sample.frames = 16 frames of 32 px, written 4x upscaled
+    # sample.frames = 16 decoded frames of 64 px, written 2x upscaled
     assert read_video(repo / "samples/streamdit/stream_0.mp4").shape == (16, 128, 128, 3)
+
+
+def test_autoencoder_stage_caches_latents_and_measures_reconstructions(smoke_repo):
+    repo, _ = smoke_repo
+    metrics = json.loads((repo / "metrics/autoencoder.json").read_text())
+    latents = np.load(repo / "latents/train.npy", mmap_mode="r")
+    assert latents.shape == (2000, 16, 8, 8, 8) and metrics["latent_shape"] == [8, 8, 8]
+    # normalised to unit variance per channel over the train split
+    assert abs(float(latents[:200].std()) - 1) < 0.2
+    for split in ("val", "test"):
+        m = metrics[split]
+        assert m["clips"] == 200 and math.isfinite(m["psnr_db"])
+        assert set(m["accuracy_real"]) == set(m["accuracy_decoded"]) == set(m["accuracy_gap"])
+    # the model file records the autoencoder: its space decodes latents to 64-px frames
+    space = load_space(repo / "models/streamdit.pt")
+    assert space.decode(torch.from_numpy(np.array(latents[:1, :2]))).shape == (1, 2, 3, 64, 64)
 
 
 def test_evaluation_and_distillation_metrics(smoke_repo):

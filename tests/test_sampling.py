@@ -118,3 +118,25 @@ def test_same_seed_same_stream_and_different_seed_different_stream():
 
     assert torch.equal(stream(3), stream(3))
     assert not torch.allclose(stream(3), stream(4))
+
+
+def test_a_latent_stream_emits_its_chunks_decoded():
+    """The buffer holds latents; every emitted chunk is the autoencoder's decoding of the clean chunk, so
+    a latent stream equals the pixel stream of the same buffer, decoded chunk by chunk."""
+    from streamdit.autoencoder import AutoencoderConfig, WorldAutoencoder
+
+    torch.manual_seed(0)
+    space = WorldAutoencoder(AutoencoderConfig(resolution=4, latent_channels=1, widths=(8,))).eval()
+    scheme = Scheme(0, 4, 2, 2)
+    model = FakeModel(oracle_towards(0.3), frames=scheme.B)  # latents [1, 2, 2]
+
+    def stream(space):
+        sampler = StreamSampler(
+            model, scheme, text(), generator=torch.Generator().manual_seed(4), space=space
+        )
+        return sampler.take(6)
+
+    decoded, latents = stream(space), stream(None)
+    assert decoded.shape == (1, 6, 3, 4, 4) and latents.shape == (1, 6, 1, 2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(decoded, space.decode(latents))

@@ -105,3 +105,27 @@ def test_unreadable_or_missing_videos_are_clear_errors(tmp_path):
         next(video_frames(junk, 16))
     with pytest.raises(ValueError, match="cannot read video .*missing.mp4: no such file"):
         next(video_frames(tmp_path / "missing.mp4", 16))
+
+
+def test_input_frames_enter_a_latent_buffer_encoded():
+    """With a latent space the input frames (pixels) are encoded before they ride on their noising path:
+    with zero velocity and strength 1e-9 (start level t_1) the output is the decoding of
+    (1 - t_1) encode(x_in) + t_1 e."""
+    from streamdit.autoencoder import AutoencoderConfig, WorldAutoencoder
+
+    torch.manual_seed(0)
+    space = WorldAutoencoder(AutoencoderConfig(resolution=4, latent_channels=1, widths=(8,))).eval()
+    frames = [torch.rand(3, 4, 4) * 2 - 1 for _ in range(6)]
+    sampler = StreamSampler(
+        still_model(), SCHEME, text(), generator=torch.Generator().manual_seed(3), space=space
+    )
+    out = torch.cat(list(VideoToVideo(sampler, frames, 1e-9).chunks()), dim=1)[0]
+    plain = StreamSampler(still_model(), SCHEME, text(), generator=torch.Generator().manual_seed(3))
+    noise = plain.take(6)[0]
+    with torch.no_grad():
+        z = space.encode(torch.stack(frames)[None])[0]
+        expected = space.decode(((1 - 0.125) * z + 0.125 * noise)[None])[0]
+    assert out.shape == (6, 3, 4, 4)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"needs \(3, 4, 4\)"):
+        list(VideoToVideo(StreamSampler(still_model(), SCHEME, text(), space=space), inputs(2), 0.5).chunks())

@@ -3,7 +3,8 @@
 Inference (sampling, the front-ends, evaluation) reads models through this module, never through a
 trainer. Every file is written through a temporary file and a rename (``files.atomic_write``), so a
 crash never leaves a torn one.
-- a **model file** holds EMA weights, the architecture (``model_config``) and the run's config dict;
+- a **model file** holds EMA weights, the architecture (``model_config``), the run's config dict and the
+  space the model denoises in (``space``: the autoencoder's weights, a pretrained VAE's folder, or pixels);
 - an **evaluator file** holds an evaluator's kind, its config dataclass as a dict and its weights;
 - a **checkpoint** holds the state of every named object of a run (weights, optimiser, generators,
   data order), the step, the loss history, the seconds trained and the run's key.
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from streamdit.autoencoder import space_from_record, space_record
 from streamdit.files import atomic_write
 from streamdit.model import ModelConfig, StreamDiT, build_model
 
@@ -28,9 +30,12 @@ def atomic_save(obj: object, path: str | Path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def save_model(path: str | Path, ema: nn.Module, config: dict) -> None:
-    """Write EMA weights in the format ``load_model`` reads (the architecture is ``config["model"]``)."""
-    atomic_save({"ema": ema.state_dict(), "model_config": config["model"], "config": config}, path)
+def save_model(path: str | Path, ema: nn.Module, config: dict, space: nn.Module) -> None:
+    """Write EMA weights in the format ``load_model`` reads (the architecture is ``config["model"]``),
+    with the space the model denoises in (``autoencoder.space_record``), so that a stream needs nothing
+    but this file."""
+    record = {"ema": ema.state_dict(), "model_config": config["model"], "config": config}
+    atomic_save({**record, "space": space_record(space)}, path)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[StreamDiT, dict]:
@@ -44,6 +49,14 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[StreamDiT, dict]:
     model = build_model(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["ema"])
     return model.to(device).eval(), state["config"]
+
+
+def load_space(path: str | Path, device: str = "cpu") -> nn.Module:
+    """The space (``autoencoder.py``) the model in the model file ``path`` denoises in, on ``device``."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if "space" not in state:
+        raise ValueError(f"{path} records no space (autoencoder); it is not a model file of this version")
+    return space_from_record(state["space"]).to(device)
 
 
 def save_evaluator(model: nn.Module, cfg: object, path: str | Path) -> Path:

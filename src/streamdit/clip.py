@@ -24,10 +24,11 @@ from streamdit.video import from_uint8
 
 @dataclass
 class ClipConfig:
-    """A small open_clip CLIP for 32-px frames: a ViT vision tower and a causal text transformer."""
+    """A small open_clip CLIP for the world's frames: a ViT vision tower (a 4x4 grid of patches of 64-px
+    frames) and a causal text transformer."""
 
-    image_size: int = 32
-    patch: int = 8
+    image_size: int = 64
+    patch: int = 16
     embed_dim: int = 64
     vision_width: int = 64
     vision_layers: int = 2

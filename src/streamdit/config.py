@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import yaml
 
 from streamdit.acceleration import check_compile_mode, check_device, check_precision
+from streamdit.autoencoder import AutoencoderConfig
 from streamdit.model import PRESETS, ModelConfig
 from streamdit.params import build_dataclass, check_type, dataclass_defaults, deep_merge
 from streamdit.schedule import Scheme, check_buffer
@@ -299,6 +300,39 @@ class EvaluatorConfig:
 
 
 @dataclass
+class AutoencoderTrainConfig:
+    """The latent space (``autoencoder`` in params.yaml): the world autoencoder and how it is trained, or
+    ``path``, a local pretrained VAE folder (diffusers ``AutoencoderKL``) used instead of training one."""
+
+    path: str | None = None
+    latent_channels: int = 8
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # one stride-2 stage each: 8x
+    steps: int = 1600
+    batch_size: int = 16  # frames per step
+    lr: float = 0.002
+    warmup_steps: int = 50
+    latent_penalty: float = 0.0001  # weight of the mean squared raw latent: keeps latents well scaled
+    checkpoint_every: int = 100
+    seed: int = 3
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("latent_channels", "steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"autoencoder.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.latent_penalty < 0 or self.warmup_steps < 0:
+            raise ValueError(
+                f"autoencoder.lr must be > 0, latent_penalty and warmup_steps >= 0; got {self.lr}, "
+                f"{self.latent_penalty}, {self.warmup_steps}"
+            )
+        check_device(self.device)
+
+    def architecture(self, resolution: int) -> AutoencoderConfig:
+        """The world autoencoder's architecture for frames of ``resolution`` pixels."""
+        return AutoencoderConfig(resolution, self.latent_channels, tuple(self.widths))
+
+
+@dataclass
 class Config:
     """Everything one run of the study needs."""
 
@@ -313,6 +347,7 @@ class Config:
     distill: DistillConfig
     evaluate: EvalConfig
     evaluators: EvaluatorConfig
+    autoencoder: AutoencoderTrainConfig
 
     def __post_init__(self) -> None:
         schemes = self.train.parsed_schemes + [self.sample.parsed_scheme, self.distill.teacher_scheme]
@@ -323,15 +358,34 @@ class Config:
                 f"evaluate.clip_frames={self.evaluate.clip_frames} must equal data.frames_per_clip="
                 f"{self.data.frames_per_clip}: the world video encoder is trained on whole clips"
             )
-        if self.model.resolution != self.data.resolution:
-            raise ValueError(
-                f"model.resolution={self.model.resolution} must equal data.resolution={self.data.resolution}"
-            )
+        self.check_space()
         if self.model.frames > self.data.frames_per_clip:
             raise ValueError(
                 f"the buffer (model.frames={self.model.frames}) must fit in a clip "
                 f"(data.frames_per_clip={self.data.frames_per_clip})"
             )
+
+    def check_space(self) -> None:
+        """The model's frames must be what its space makes of the world's frames."""
+        m, res = self.model, self.data.resolution
+        if m.space == "pixel":
+            expected, where = (res, 3), f"data.resolution={res} RGB frames"
+        elif self.autoencoder.path is not None:
+            return  # a pretrained VAE's shape is known once it is loaded (the train stage checks it)
+        else:
+            ae = self.autoencoder.architecture(res)  # raises if res does not divide
+            expected = (res // ae.factor, ae.latent_channels)
+            where = f"the autoencoder's latents of {res}x{res} frames"
+        if (m.resolution, m.channels) != expected:
+            raise ValueError(
+                f"model.space={m.space!r}: model.resolution={m.resolution} and model.channels={m.channels} "
+                f"must be {expected[0]} and {expected[1]} ({where}); presets: tiny (latent), tiny_pixel"
+            )
+
+    @property
+    def latent(self) -> bool:
+        """Whether the model denoises autoencoder latents (else pixels)."""
+        return self.model.space == "latent"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -346,6 +400,7 @@ SECTIONS = {
     "distill": DistillConfig,
     "evaluate": EvalConfig,
     "evaluators": EvaluatorConfig,
+    "autoencoder": AutoencoderTrainConfig,
 }
 
 

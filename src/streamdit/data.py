@@ -134,8 +134,10 @@ class WorldClips(torch.utils.data.Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"index must be in [0, {len(self)}), got {i}")
         start = _random_start(self.generator, self.clips.shape[1], self.length)
-        frames = from_uint8(np.array(self.clips[i, start : start + self.length]))
-        return {"frames": frames, "caption": self.records[i]["caption"], "index": i}
+        return {"frames": self._frames(i, start), "caption": self.records[i]["caption"], "index": i}
+
+    def _frames(self, i: int, start: int) -> torch.Tensor:
+        return from_uint8(np.array(self.clips[i, start : start + self.length]))
 
     @property
     def captions(self) -> list[str]:
@@ -151,6 +153,50 @@ class WorldClips(torch.utils.data.Dataset):
     def scenes(self) -> list[SceneSpec]:
         """The scene of every clip, in index order (attribute labels for evaluators)."""
         return [scene_from_dict(r["scene"]) for r in self.records]
+
+
+class LatentClips(WorldClips):
+    """A split's clips as cached latents (the autoencoder stage's ``latents_dir/{split}.npy``, float32
+    ``[n, frames_per_clip, C, h, w]``) with the split's captions and scenes: items as ``WorldClips``',
+    ``frames`` being latents ``[length, C, h, w]``."""
+
+    def __init__(
+        self, latents_dir: Path, root: Path, split: str, length: int, generator_seed: int | None = None
+    ):
+        super().__init__(root, split, length, generator_seed)
+        path = Path(latents_dir) / f"{split}.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; cache the latents first (dvc repro autoencoder)")
+        latents = np.load(path, mmap_mode="r")
+        if latents.ndim != 5 or latents.shape[:2] != self.clips.shape[:2]:
+            raise ValueError(
+                f"{path} holds latents of shape {latents.shape}, not [{len(self.clips)}, "
+                f"{self.clips.shape[1]}, C, h, w] for the clips of {root}; rerun the autoencoder stage"
+            )
+        self.clips = latents
+
+    def _frames(self, i: int, start: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.clips[i, start : start + self.length]))
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one latent frame."""
+        return tuple(self.clips.shape[2:])
+
+
+def training_clips(cfg, latents_dir: str | Path, length: int, generator_seed: int) -> WorldClips:
+    """The train split as the model of ``cfg`` (a ``config.Config``) denoises it: cached latents when
+    ``model.space`` is latent, pixels otherwise."""
+    if cfg.latent:
+        clips = LatentClips(Path(latents_dir), Path(cfg.data_dir), "train", length, generator_seed)
+        expected = (cfg.model.channels, cfg.model.resolution, cfg.model.resolution)
+        if clips.frame_shape != expected:
+            raise ValueError(
+                f"the cached latents are {clips.frame_shape} (C, h, w) per frame but the model expects "
+                f"{expected}: set model.channels and model.resolution to the autoencoder's latents"
+            )
+        return clips
+    return WorldClips(Path(cfg.data_dir), "train", length=length, generator_seed=generator_seed)
 
 
 def resize_square(frames: torch.Tensor, resolution: int) -> torch.Tensor:

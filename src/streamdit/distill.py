@@ -29,9 +29,9 @@ from einops import rearrange
 from torch import nn
 
 from streamdit.acceleration import resolve_device
-from streamdit.checkpoint import load_model, save_model
+from streamdit.checkpoint import load_model, load_space, save_model
 from streamdit.config import Config, DistillConfig
-from streamdit.data import Batches, WorldClips
+from streamdit.data import Batches, training_clips
 from streamdit.flow import flow_matching_loss, interpolate
 from streamdit.optim import optimiser_step
 from streamdit.runs import Run, config_hash, read_history
@@ -127,13 +127,15 @@ def distill(
     teacher_path: str | Path,
     out_path: str | Path,
     *,
+    latents_dir: str | Path = "latents",
     work_root: str | Path = "runs/distill",
     cache_dir: str | Path = "cache",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict | None:
     """Distil (or resume distilling) the teacher at ``teacher_path``; write the student's EMA
-    weights to ``out_path`` in the model-file format (``checkpoint.load_model`` reads it).
+    weights to ``out_path`` in the model-file format (``checkpoint.load_model`` reads it), with the
+    teacher's space. A latent teacher distils on the train split's latents cached in ``latents_dir``.
 
     ``stop_after`` ends this call after that many steps, as a kill would (None is returned).
     Checkpoints and the dvclive log live in ``work_root/<distill_key>/`` (``runs.Run``), the caption
@@ -146,7 +148,13 @@ def distill(
     teacher, teacher_config = load_model(teacher_path, device)  # the teacher's EMA weights, eval mode
     teacher.requires_grad_(False)
     check_buffer(t_scheme, teacher.cfg.frames)
-    dataset = WorldClips(Path(cfg.data_dir), "train", length=teacher.cfg.frames, generator_seed=cfg.seed + 11)
+    if teacher.cfg.space != cfg.model.space:
+        raise ValueError(
+            f"the teacher {teacher_path} denoises in {teacher.cfg.space!r} space, the config's model in "
+            f"{cfg.model.space!r}: distil with the config the teacher was trained with"
+        )
+    space = load_space(teacher_path)
+    dataset = training_clips(cfg, latents_dir, teacher.cfg.frames, generator_seed=cfg.seed + 11)
     batches = Batches(dataset, dcfg.batch_size, seed=cfg.seed + 12)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     encoder.warm(dataset.captions, cache_file=Path(cache_dir) / "text" / f"{encoder.cache_key}.pt")
@@ -174,7 +182,7 @@ def distill(
 
     for step in run.steps(stop_after):
         x0, captions = next(batches)
-        x0 = x0.to(device)  # [b, B, c, h, w]
+        x0 = x0.to(device)  # [b, B, c, h, w] (latents or pixels)
         b = x0.shape[0]
         text = encoder(captions).to(device)
         # Student offsets o': steady in [0, 1), or a stream's start-up in [1 - N, 1) (schedule.py).
@@ -189,7 +197,7 @@ def distill(
     if not run.finished:
         return None
 
-    save_model(out_path, ema, config)
+    save_model(out_path, ema, config, space)
     loss_first, loss_last = run.loss_ends()
     teacher_nfe, student_nfe = t_scheme.nfe_per_frame(dcfg.cfg_scale), s_scheme.nfe_per_frame(1.0)
     return run.finish(

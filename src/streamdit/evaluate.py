@@ -87,6 +87,7 @@ def evaluate_scheme(
     *,
     seed: int,
     device: str,
+    space: nn.Module | None = None,
     progress: bool = False,
     switch_strip: str | Path | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -182,6 +183,7 @@ def evaluate_model(
     *,
     shift: float,
     device: str,
+    space: nn.Module | None = None,
     progress: bool = False,
     switch_strip: str | Path | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -194,9 +196,10 @@ def evaluate_model(
     scenes for the real-vs-real floor and, when ``ecfg.heldout_prompts`` > 0, the ``heldout`` scenes of
     the held-out attribute pairs. Every scheme of ``ecfg`` streams with guidance ``ecfg.cfg_scale`` and
     time shift ``shift`` and the same noise seeds; the first also gives the drift over long streams
-    and the held-out-pair row. ``switch_strip``: where to draw the first scheme's prompt switches.
+    and the held-out-pair row. ``space``: what the model denoises in (``autoencoder.py``; None: pixels);
+    every stream is scored decoded. ``switch_strip``: where to draw the first scheme's prompt switches.
     """
-    n, resolution = ecfg.prompts, model.cfg.resolution
+    n, resolution = ecfg.prompts, model.cfg.resolution * (1 if space is None else space.factor)
     test_scenes, floor_scenes = scenes["test"], scenes["floor"]
     if len(test_scenes) < n or len(floor_scenes) < n:
         raise ValueError(f"need {n} test and floor scenes, got {len(test_scenes)} and {len(floor_scenes)}")
@@ -213,7 +216,7 @@ def evaluate_model(
     text = text_encoder(captions)
     schemes, extra = {}, {}
     for k, scheme in enumerate(ecfg.parsed_schemes):
-        streamer = Streamer(model, text_encoder, scheme, ecfg.cfg_scale, shift)
+        streamer = Streamer(model, text_encoder, scheme, ecfg.cfg_scale, shift, space=space)
         schemes[str(scheme)], quality = evaluate_scheme(
             streamer, text, test_scenes, real, real_report["clip_score"], ecfg, judges,
             seed=ecfg.seed + 1000 * k, device=device, progress=progress,

@@ -182,7 +182,7 @@ def train_clip(
     if steps < 1 or batch_size < 2 or lr <= 0:
         raise ValueError(f"need steps >= 1, batch_size >= 2, lr > 0; got {steps}, {batch_size}, {lr}")
     clips, records = load_split(data_dir, "train")
-    cfg = cfg or ClipConfig(image_size=clips.shape[2])
+    cfg = cfg or ClipConfig(image_size=clips.shape[2], patch=max(1, clips.shape[2] // 4))  # 4x4 patches
     model = seeded(lambda: build_clip(cfg), seed).to(device)
     scorer = own_clip_scorer(model, cfg)
     loss_fn = ClipLoss()

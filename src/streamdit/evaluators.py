@@ -132,31 +132,39 @@ def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
 ###############################################################################################
 
 
+STEM = (16, 32, 64, 64)  # the stem's widths (VideoEncoderConfig.stem)
+
+
 @dataclass
 class VideoEncoderConfig:
     """The world classifier (``VideoEncoder``).
 
-    A per-frame 2D stem keeps full resolution for its first convolution (a small shape is a few pixels
-    across), then halves h and w twice (``stem``: channels of its three 3x3 convolutions); a 3D
-    convolution halves f (``widths[0]``), giving the feature map that the colour slots read; further
-    3D convolutions (``widths[1:]``, each halving f, h and w) give the scene's global features. Each
-    slot runs ``slot_width`` channels over time. ``colour_sigma``: width of the soft colour maps, in
-    [-1, 1] units. Clips need f divisible by 2^len(widths) and h, w by 2^(len(widths) + 1).
+    A per-frame 2D stem keeps full resolution for its first convolution (edges decide shape; frames
+    above 32 px are first folded into channels, ``unshuffle``), then each further convolution halves h
+    and w (``stem``: channels of its 3x3 convolutions); a 3D convolution halves f (``widths[0]``),
+    giving the feature map that the colour slots read; further 3D convolutions (``widths[1:]``, each
+    halving f, h and w) give the scene's global features. Each slot runs ``slot_width`` channels over
+    time. ``colour_sigma``: width of the soft colour maps, in [-1, 1] units. Clips need f divisible by
+    2^len(widths) and h, w by ``down`` * 2^(len(widths) - 1).
     """
 
     frames: int = 16
-    resolution: int = 32
+    resolution: int = 64
     channels: int = 3
-    stem: tuple[int, int, int] = (16, 32, 64)
+    # None: (16, 32, 64, 64) cut to as many halvings as bring the (unshuffled) frame to 8x8 (at least one).
+    stem: tuple[int, ...] | None = None
     widths: tuple[int, ...] = (64, 128)
     slot_width: int = 64
     feature_dim: int = 128
     colour_sigma: float = 0.3
 
     def __post_init__(self) -> None:
+        if self.stem is None:
+            halvings = max(1, min(3, (self.resolution // (8 * self.unshuffle)).bit_length() - 1))
+            self.stem = STEM[: halvings + 1]
         self.stem, self.widths = tuple(self.stem), tuple(self.widths)
-        if len(self.stem) != 3 or any(w < 1 for w in self.stem):
-            raise ValueError(f"stem must be 3 positive ints (channels per convolution), got {self.stem}")
+        if len(self.stem) < 2 or any(w < 1 for w in self.stem):
+            raise ValueError(f"stem must be >= 2 positive ints (channels per convolution), got {self.stem}")
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError(f"widths must be a non-empty list of positive ints, got {self.widths}")
         for name in ("frames", "resolution", "channels", "feature_dim", "slot_width"):
@@ -167,11 +175,23 @@ class VideoEncoderConfig:
         if self.colour_sigma <= 0:
             raise ValueError(f"colour_sigma must be > 0, got {self.colour_sigma}")
         stages = len(self.widths)
-        if self.frames % 2**stages or self.resolution % 2 ** (stages + 1):
+        side = self.down * 2 ** (stages - 1)
+        if self.frames % 2**stages or self.resolution % side:
             raise ValueError(
                 f"frames={self.frames} must be divisible by {2**stages} and resolution={self.resolution} "
-                f"by {2 ** (stages + 1)} for {stages} stages"
+                f"by {side} for a stem of {len(self.stem)} and {stages} 3D stages"
             )
+
+    @property
+    def unshuffle(self) -> int:
+        """Frames above 32 px enter the stem folded: each u x u pixel square becomes 3 u^2 channels at
+        32 px (lossless, and no convolution runs at full resolution)."""
+        return max(1, self.resolution // 32)
+
+    @property
+    def down(self) -> int:
+        """How much the stem (with its unshuffle) shrinks h and w."""
+        return self.unshuffle * 2 ** (len(self.stem) - 1)
 
 
 def _norm(width: int) -> nn.GroupNorm:
@@ -223,13 +243,13 @@ class VideoEncoder(nn.Module):
     def __init__(self, cfg: VideoEncoderConfig):
         super().__init__()
         self.cfg = cfg
-        s0, s1, s2 = cfg.stem
-        self.stem = nn.Sequential(
-            nn.Conv2d(cfg.channels, s0, 3, padding=1), _norm(s0), nn.SiLU(),
-            nn.Conv2d(s0, s1, 3, stride=2, padding=1), _norm(s1), nn.SiLU(),
-            nn.Conv2d(s1, s2, 3, stride=2, padding=1), _norm(s2), nn.SiLU(),
-        )  # fmt: skip
-        self.temporal = nn.Sequential(*_conv3d(s2, cfg.widths[0], (2, 1, 1)))
+        u = cfg.unshuffle
+        stem: list[nn.Module] = [nn.PixelUnshuffle(u)] if u > 1 else []
+        stem += [nn.Conv2d(cfg.channels * u * u, cfg.stem[0], 3, padding=1), _norm(cfg.stem[0]), nn.SiLU()]
+        for w_in, w_out in zip(cfg.stem[:-1], cfg.stem[1:], strict=True):
+            stem += [nn.Conv2d(w_in, w_out, 3, stride=2, padding=1), _norm(w_out), nn.SiLU()]
+        self.stem = nn.Sequential(*stem)
+        self.temporal = nn.Sequential(*_conv3d(cfg.stem[-1], cfg.widths[0], (2, 1, 1)))
         layers: list[nn.Module] = []
         for w_in, w_out in zip(cfg.widths[:-1], cfg.widths[1:], strict=True):
             layers += _conv3d(w_in, w_out, 2)
@@ -255,11 +275,12 @@ class VideoEncoder(nn.Module):
         """Slot features ``[b, colours, slot_width]`` and global features ``[b, feature_dim]``."""
         b, f = x.shape[:2]
         h = self.stem(rearrange(x, "b f c h w -> (b f) c h w"))
-        h = self.temporal(rearrange(h, "(b f) c h w -> b c f h w", b=b))  # [b, w0, f/2, h/4, w/4]
+        h = self.temporal(rearrange(h, "(b f) c h w -> b c f h w", b=b))  # [b, w0, f/2, h/down, w/down]
         maps = colour_maps(x, self.cfg.colour_sigma)  # [b, f, k, h, w]
         track = colour_tracks(maps)  # [b, k, f, SLOT_TRACK]
         track = reduce(track, "b k (f two) t -> b k f t", "mean", two=2)
-        small = reduce(maps, "b (f two) k (h dy) (w dx) -> b k f h w", "mean", two=2, dy=4, dx=4)
+        down = self.cfg.down
+        small = reduce(maps, "b (f two) k (h dy) (w dx) -> b k f h w", "mean", two=2, dy=down, dx=down)
         pooled = torch.einsum("bcfhw,bkfhw->bkcf", h, small) / small.sum(dim=(3, 4))[:, :, None].clamp_min(
             1e-3
         )

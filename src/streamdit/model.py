@@ -24,6 +24,7 @@ from streamdit.attention import windowed_attention
 from streamdit.flow import velocity_from_clean
 
 PREDICTIONS = ("v", "x")
+SPACES = ("latent", "pixel")  # what a model's frames are: autoencoder latents (autoencoder.py) or RGB pixels
 # x-prediction divides by the level; below this level the division uses it instead (references sit at 0).
 X_MIN_LEVEL = 0.05
 
@@ -32,6 +33,8 @@ X_MIN_LEVEL = 0.05
 class ModelConfig:
     """Size and switches of a StreamDiT; window sizes count tokens (patches), not pixels."""
 
+    # What the frames are: "latent" (autoencoder latents, autoencoder.py) or "pixel" (RGB, the ablation).
+    space: str = "pixel"
     frames: int = 8  # buffer length B the position table is built for; any F <= frames works (first F rows)
     resolution: int = 32  # frame height = width in pixels (or latent cells)
     channels: int = 3
@@ -65,6 +68,8 @@ class ModelConfig:
         self.window = tuple(self.window)
         if len(self.window) != 3 or any(not isinstance(w, int) or w < 1 for w in self.window):
             raise ValueError(f"window={self.window}: needs 3 ints >= 1 (frames, patch-rows, patch-cols)")
+        if self.space not in SPACES:
+            raise ValueError(f"space={self.space!r}: choose one of {SPACES}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction={self.prediction!r}: choose one of {PREDICTIONS}")
 
@@ -346,19 +351,24 @@ def count_parameters(model: nn.Module) -> int:
 #                                 StreamDiT Configs                             #
 #################################################################################
 
-# CPU default: 8 frames of 32x32 pixels = 8x8 patch tokens each, in 2 windows of 4 frames x 8x8 tokens.
-# Windows span whole frames, so an object (a few patches wide) never straddles a window border within
-# a frame (the 4x4-token alternative: reports/config_sweep/).
-TINY = ModelConfig(window=(4, 8, 8))
+# CPU default: 8 frames of 8x8x8 autoencoder latents (64x64 pixels) = 8x8 tokens each at patch 1, in 2
+# windows of 4 frames x 8x8 tokens. Windows span whole frames, so an object never straddles a window
+# border within a frame (the 4x4-token alternative: reports/config_sweep/).
+TINY = ModelConfig(space="latent", resolution=8, channels=8, patch=1, window=(4, 8, 8))
 
-# One-GPU pixel model on the same 32x32 world as tiny: patch 2 gives 16x16 tokens per frame, 2048 per
-# buffer of 8 frames, in 8 windows of 4 x 8x8 tokens.
-SMALL = ModelConfig(frames=8, resolution=32, patch=2, dim=384, depth=12, heads=6, window=(4, 8, 8))
+# The pixel ablation of tiny at the same cost: 64x64 RGB frames in 8x8 patches = the same 8x8 tokens.
+TINY_PIXEL = ModelConfig(space="pixel", resolution=64, channels=3, patch=8, window=(4, 8, 8))
+
+# One-GPU model on the same latents as tiny, wider and deeper: 512 tokens per buffer of 8 frames.
+SMALL = ModelConfig(
+    space="latent", frames=8, resolution=8, channels=8, patch=1, dim=384, depth=12, heads=6, window=(4, 8, 8)
+)
 
 # Paper scale (about 3.8B parameters). Assumptions: 512p frames through an 8x VAE give 64x64 latents with 16
 # channels; patch 2 gives 32x32 tokens per frame; the buffer holds B = 16 latent frames; heads of width 128;
 # text from a T5-XXL-width encoder (4096).
 PAPER_4B = ModelConfig(
+    space="latent",
     frames=16,
     resolution=64,
     channels=16,
@@ -370,4 +380,9 @@ PAPER_4B = ModelConfig(
     window=(4, 8, 8),
 )
 
-PRESETS: dict[str, ModelConfig] = {"tiny": TINY, "small": SMALL, "paper_4b": PAPER_4B}
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": TINY,
+    "tiny_pixel": TINY_PIXEL,
+    "small": SMALL,
+    "paper_4b": PAPER_4B,
+}

@@ -132,6 +132,15 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
     return lines
 
 
+def _frames_line(cfg) -> str:
+    """What the buffer's frames are: latents of the world's frames, or pixels."""
+    m, res = cfg.model, cfg.data.resolution
+    if m.space == "pixel":
+        return f"{res}x{res} pixels in {m.patch}x{m.patch} patches"
+    source = cfg.autoencoder.path or "the world autoencoder"
+    return f"{m.resolution}x{m.resolution}x{m.channels} latents of {res}x{res} frames ({source})"
+
+
 def _machine_line(what: str, machine: dict | None) -> str:
     if not machine:
         return f"- {what}: not recorded"
@@ -187,7 +196,7 @@ def write_study_report(
         "",
         f"- Profile: **{cfg.profile}**; model {cfg.model.dim} wide, {cfg.model.depth} blocks, "
         f"{train['parameters']:,} parameters, {cfg.model.frames}-frame buffer of "
-        f"{cfg.model.resolution}x{cfg.model.resolution} pixels.",
+        f"{_frames_line(cfg)}.",
         f"- Seeds: `seed` {raw['seed']} (data and training), `sample.seed` {cfg.sample.seed}, "
         f"`evaluate.seed` {ev.seed}. World data hash `{data['hash']}` "
         f"({data['train']['clips']} training clips).",

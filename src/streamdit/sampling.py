@@ -2,7 +2,9 @@
 
 The model never knows how it is sampled: it maps (frames, per-frame levels, text) to
 velocities. Everything about buffers, schemes, guidance and emission lives here.
-Shapes: buffer ``x: [b, B, c, h, w]`` (b parallel streams), emitted chunk ``[b, c, ...]``.
+Shapes: buffer ``x: [b, B, c, h, w]`` (b parallel streams) in the model's space (latents or pixels),
+emitted chunk ``[b, c, 3, H, W]``: the sampler decodes every chunk it emits (``autoencoder.py``), so the
+decoder is part of the stream and of every latency figure.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 from streamdit.acceleration import autocast, check_precision
+from streamdit.autoencoder import PixelSpace
 from streamdit.flow import euler_step
 from streamdit.schedule import Scheme, buffer_levels, check_buffer, nfe_per_call
 from streamdit.text import TextEmbedding, cat, null_embedding
@@ -84,6 +87,7 @@ class StreamSampler:
         generator: torch.Generator | None = None,
         frame_shape: tuple[int, int, int] | None = None,
         precision: str = "fp32",
+        space: nn.Module | None = None,
     ):
         cfg = model.cfg
         check_buffer(scheme, cfg.frames)
@@ -93,9 +97,11 @@ class StreamSampler:
         self.shift = shift
         self.precision = check_precision(precision)  # "bf16": the model runs under autocast
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.frame_shape = frame_shape or (cfg.channels, cfg.resolution, cfg.resolution)
+        self.frame_shape = frame_shape or (cfg.channels, cfg.resolution, cfg.resolution)  # of the buffer
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        # What the buffer's frames are: decoded on emission, encoded on entry (v2v); pixels by default.
+        self.space = (space if space is not None else PixelSpace(self.frame_shape[0])).to(self.device)
         self.text = text.to(self.device, self.dtype)
         self.batch = text.tokens.shape[0]
         # The stream starts from pure noise at offset o = s - T (see schedule.py).
@@ -129,7 +135,7 @@ class StreamSampler:
 
     @torch.no_grad()
     def step(self) -> torch.Tensor | None:
-        """One model call; returns the emitted clean chunk ``[b, c, ...]`` or None."""
+        """One model call; returns the emitted clean chunk, decoded, ``[b, c, 3, H, W]``, or None."""
         K, c, s = self.scheme.K, self.scheme.c, self.scheme.s
         # 1-3. Advance levels, call the model, integrate one Euler step (see ``advance``).
         with autocast(self.device, self.precision):
@@ -158,22 +164,24 @@ class StreamSampler:
         refs = self.recent if self.started else self._noise(K)
         self.x = torch.cat([refs, self.x[:, K + c :], self._noise(c)], dim=1)
         self.offset -= s
-        return chunk
+        # 7. Decode the emitted chunk (frame by frame; the identity for a pixel model).
+        with autocast(self.device, self.precision):
+            return self.space.decode(chunk).to(self.dtype)
 
     def chunks(self) -> Iterator[torch.Tensor]:
-        """Emitted chunks ``[b, c, ...]`` forever (the caller decides when to stop)."""
+        """Emitted (decoded) chunks ``[b, c, 3, H, W]`` forever (the caller decides when to stop)."""
         while True:
             chunk = self.step()
             if chunk is not None:
                 yield chunk
 
     def frames(self) -> Iterator[torch.Tensor]:
-        """Emitted frames ``[b, channels, h, w]`` in order, forever."""
+        """Emitted (decoded) frames ``[b, 3, H, W]`` in order, forever."""
         for chunk in self.chunks():
             yield from chunk.unbind(dim=1)
 
     def take(self, n: int) -> torch.Tensor:
-        """The next ``n`` frames as float32 ``[b, n, channels, h, w]`` on the CPU."""
+        """The next ``n`` decoded frames as float32 ``[b, n, 3, H, W]`` on the CPU."""
         if n < 1:
             raise ValueError(f"take needs n >= 1 frames, got {n}")
         out = []

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from streamdit.acceleration import machine_info, resolve_device
-from streamdit.checkpoint import load_model
+from streamdit.checkpoint import load_model, load_space
 from streamdit.config import Config, DistillConfig, load_config
 from streamdit.data import WorldClips, reference_prompts
 from streamdit.evaluate import evaluate_model, load_judges
@@ -58,13 +58,15 @@ def sample_streams(
     device = resolve_device(cfg.sample.device)
     model, _ = load_model(model_path, device)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
-    streamer = Streamer(model, encoder, cfg.sample.parsed_scheme, cfg.sample.cfg_scale, cfg.sample.time_shift)
+    sample = cfg.sample
+    streamer = Streamer(model, encoder, sample.parsed_scheme, sample.cfg_scale, sample.time_shift,
+                        space=load_space(model_path, device))  # fmt: skip
     prompts, real = prompts_to_sample(cfg, count)
     video, stats = timed_stream(streamer, encoder(prompts), cfg.sample.frames, cfg.sample.seed)
     frames = [to_uint8(v) for v in video]
     for i, stream in enumerate(frames):
-        write_mp4(stream, Path(out_dir) / f"stream_{i}.mp4", fps=cfg.sample.fps, scale=4)
-        write_gif(stream, Path(out_dir) / f"stream_{i}.gif", fps=cfg.sample.fps, scale=4)
+        write_mp4(stream, Path(out_dir) / f"stream_{i}.mp4", fps=cfg.sample.fps, scale=2)
+        write_gif(stream, Path(out_dir) / f"stream_{i}.gif", fps=cfg.sample.fps, scale=2)
     label = f"generated ({streamer.scheme}, cfg {streamer.cfg_scale})"
     reference_strip(Path(report_dir) / "sample_strip.png", prompts, real, {label: frames})
     return {**stats, "streams": len(prompts), "frames_per_stream": cfg.sample.frames, "device": device}
@@ -94,7 +96,8 @@ def sample_teacher_vs_student(
     }
     videos, metrics = {}, {}
     for name, (path, scheme, cfg_scale) in runs.items():
-        streamer = Streamer(load_model(path, device)[0], encoder, scheme, cfg_scale, dcfg.time_shift)
+        model, space = load_model(path, device)[0], load_space(path, device)
+        streamer = Streamer(model, encoder, scheme, cfg_scale, dcfg.time_shift, space=space)
         video, metrics[name] = timed_stream(streamer, text, cfg.sample.frames, cfg.sample.seed)
         videos[f"{name} ({scheme}, cfg {cfg_scale})"] = [to_uint8(v) for v in video]
     metrics["nfe_reduction"] = metrics["teacher"]["nfe_per_frame"] / metrics["student"]["nfe_per_frame"]
@@ -132,6 +135,7 @@ def evaluate_streamdit(
         load_judges(ecfg, evaluators_dir, device),
         shift=cfg.sample.time_shift,
         device=device,
+        space=load_space(model_path, device),
         progress=progress,
         switch_strip=report_dir / "switch_strip.png",
     )

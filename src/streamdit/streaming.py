@@ -9,7 +9,7 @@ The CLI, the web demo, the exploration notebook and the evaluation all start str
 - ``write_stream``: the loop that hands emitted chunks to a frame sink (``video.py``) with a progress
   line and latency statistics;
 - ``measure_switch``: how many frames a prompt switch takes to show.
-Shapes: emitted chunks ``[b, c, channels, h, w]``, videos ``[n, f, channels, h, w]`` in [-1, 1].
+Shapes: emitted (decoded) chunks ``[b, c, 3, H, W]``, videos ``[n, f, 3, H, W]`` in [-1, 1].
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from streamdit.acceleration import resolve_device
-from streamdit.checkpoint import load_model
+from streamdit.autoencoder import PixelSpace
+from streamdit.checkpoint import load_model, load_space
 from streamdit.latency import spread
 from streamdit.metrics import frames_to_reach
 from streamdit.progress import progress_bar, show
@@ -36,7 +37,8 @@ from streamdit.video import to_uint8
 
 @dataclass
 class Streamer:
-    """A model, the encoder of its captions and how it is sampled (scheme, guidance, time shift).
+    """A model, the encoder of its captions, how it is sampled (scheme, guidance, time shift) and the
+    space it denoises in (``autoencoder.py``: its streams decode to pixels; None: pixels).
 
     ``encoder`` may be None for a streamer that is only ever given encoded text (``TextEmbedding``)."""
 
@@ -46,16 +48,19 @@ class Streamer:
     cfg_scale: float
     shift: float
     config: dict = field(default_factory=dict)  # the run's settings stored with the model
+    space: nn.Module | None = None
 
     def __post_init__(self) -> None:
         check_buffer(self.scheme, self.model.cfg.frames)
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
+        if self.space is None:
+            self.space = PixelSpace(self.model.cfg.channels)
 
     @property
     def resolution(self) -> int:
-        """Frame height and width in pixels."""
-        return self.model.cfg.resolution
+        """Decoded frame height and width in pixels."""
+        return self.model.cfg.resolution * self.space.factor
 
     def encode(self, prompt: str) -> TextEmbedding:
         """One prompt as a batch of one row; an empty or over-long prompt raises ValueError."""
@@ -74,6 +79,7 @@ class Streamer:
             cfg_scale=self.cfg_scale,
             shift=self.shift,
             generator=torch.Generator().manual_seed(seed),
+            space=self.space,
         )
 
     def videos(
@@ -149,7 +155,8 @@ def load_streamer(
     ``distilled`` student with the student scheme of ``distill.teacher``, without guidance (it is
     baked in). ``scheme`` and ``cfg_scale`` override either.
     """
-    model, config = load_model(path, resolve_device(device))
+    device = resolve_device(device)
+    model, config = load_model(path, device)
     if distilled:
         default_scheme = Scheme.parse(config["distill"]["teacher"]).distilled()
         default_cfg, shift = 1.0, config["distill"]["time_shift"]
@@ -170,6 +177,7 @@ def load_streamer(
         default_cfg if cfg_scale is None else cfg_scale,
         shift,
         config,
+        load_space(path, device),
     )
 
 

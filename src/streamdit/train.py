@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from streamdit.acceleration import autocast, compile_model, machine_info, resolve_device
+from streamdit.autoencoder import PixelSpace, read_autoencoder
 from streamdit.checkpoint import save_model
 from streamdit.config import Config, load_config
-from streamdit.data import Batches, WorldClips
+from streamdit.data import Batches, training_clips
 from streamdit.distributed import finish_distributed, init_distributed
 from streamdit.flow import flow_matching_loss, interpolate, velocity_target
 from streamdit.model import build_model, count_parameters
@@ -30,21 +31,38 @@ from streamdit.text import load_text_encoder, null_embedding
 
 
 def run_key(cfg: Config) -> str:
-    """A short hash of everything that determines the trained weights (not sampling or the profile name)."""
+    """A short hash of everything that determines the trained weights (not sampling or the profile name);
+    a latent model's includes the autoencoder section, which determines its latents."""
     d = cfg.to_dict()
-    return config_hash({k: d[k] for k in ("seed", "data_dir", "data", "text", "model", "train")})
+    sections = ("seed", "data_dir", "data", "text", "model", "train") + (
+        ("autoencoder",) if cfg.latent else ()
+    )
+    return config_hash({k: d[k] for k in sections})
+
+
+def model_space(cfg: Config, autoencoder_path: str | Path) -> nn.Module:
+    """The space the model of ``cfg`` denoises in: the autoencoder stage's file for a latent model,
+    pixels otherwise."""
+    if cfg.latent:
+        return read_autoencoder(autoencoder_path)
+    return PixelSpace(cfg.model.channels)
 
 
 def train(
     cfg: Config,
     out_path: str | Path,
     *,
+    autoencoder_path: str | Path = "models/autoencoder.pt",
+    latents_dir: str | Path = "latents",
     work_root: str | Path = "runs/train",
     cache_dir: str | Path = "cache",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict | None:
     """Train (or resume) the model of ``cfg``; write its EMA weights to ``out_path``.
+
+    A latent model (``model.space``) trains on the train split's latents cached in ``latents_dir`` by the
+    autoencoder stage, and its model file records the autoencoder of ``autoencoder_path``.
 
     ``stop_after`` ends this call after that many steps, as a kill would (the last
     checkpoint stays, nothing final is written, None is returned): for tests of resume
@@ -56,7 +74,8 @@ def train(
     """
     tc = cfg.train
     ranks, device = init_distributed(resolve_device(tc.device))
-    dataset = WorldClips(Path(cfg.data_dir), "train", length=cfg.model.frames, generator_seed=cfg.seed + 1)
+    space = model_space(cfg, autoencoder_path)
+    dataset = training_clips(cfg, latents_dir, cfg.model.frames, generator_seed=cfg.seed + 1)
     batches = Batches(dataset, tc.batch_size, seed=cfg.seed + 2)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     encoder.warm(dataset.captions, cache_file=Path(cache_dir) / "text" / f"{encoder.cache_key}.pt")
@@ -90,7 +109,7 @@ def train(
     model.train()
     for step in run.steps(stop_after):
         # Every rank draws the same global batch and noise, then trains on its own rows (distributed.py).
-        x0, captions = next(batches)  # x0: [b, B, c, h, w]
+        x0, captions = next(batches)  # x0: [b, B, c, h, w] (latents or pixels)
         b = x0.shape[0]
         text = encoder(captions)
         # Caption dropout trains the null caption used by classifier-free guidance.
@@ -123,7 +142,7 @@ def train(
     if not ranks.is_main or not run.finished:
         return None
 
-    save_model(out_path, ema, cfg.to_dict())
+    save_model(out_path, ema, cfg.to_dict(), space)
     loss_first, loss_last = run.loss_ends()
     return run.finish(
         {
@@ -154,11 +173,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", help="profile of --params (default: its `profile` key)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. train.steps=100")
     parser.add_argument("--out", default="models/streamdit.pt", help="where the EMA weights go")
+    parser.add_argument("--autoencoder", default="models/autoencoder.pt", help="a latent model's space")
+    parser.add_argument("--latents", default="latents", help="the cached latents of the train split")
     parser.add_argument("--work-root", default="runs/train", help="checkpoints and logs (resumable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     cfg = load_config(args.params, args.profile, parse_overrides(args.set))
-    summary = train(cfg, args.out, work_root=args.work_root, progress=not args.no_progress)
+    summary = train(
+        cfg,
+        args.out,
+        autoencoder_path=args.autoencoder,
+        latents_dir=args.latents,
+        work_root=args.work_root,
+        progress=not args.no_progress,
+    )
     if summary is not None:
         print(json.dumps(summary, indent=2))
 

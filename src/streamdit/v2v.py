@@ -1,6 +1,7 @@
 """Video-to-video (DESIGN.md section 1, "Streaming inference and applications"): SDEdit in a stream.
 
-Input frames enter the moving buffer at the model's resolution and ride on their noising path
+Input frames at the model's decoded resolution enter the moving buffer encoded into its space (latents
+of the model's autoencoder, or pixels) and ride on their noising path
 ``x_t = (1 - t) x_in + t e`` (each frame with its own noise ``e``) while their level is at or above
 ``strength``; from the last level where that holds, the model denoises them under the prompt. So
 every input frame is re-generated from its own version noised to ``strength``, rounded up to the
@@ -74,12 +75,18 @@ class VideoToVideo:
                 self.length = self.read
                 self.inputs.append(self.inputs[-1])
                 continue
-            if tuple(frame.shape) != self.sampler.frame_shape:
+            sampler = self.sampler
+            space = sampler.space
+            needed = (space.image_channels, *(side * space.factor for side in sampler.frame_shape[1:]))
+            if tuple(frame.shape) != needed:
                 raise ValueError(
                     f"input frame {self.read} has shape {tuple(frame.shape)}; the model needs "
-                    f"{self.sampler.frame_shape} (channels, height, width)"
+                    f"{needed} (channels, height, width)"
                 )
-            self.inputs.append(frame)
+            # The buffer holds the model's space: the input frame enters encoded (latents or pixels).
+            with torch.no_grad():
+                z = sampler.space.encode(frame[None, None].to(sampler.device))[0, 0]
+            self.inputs.append(z.to(sampler.dtype))
             self.read += 1
 
     def _hold_on_path(self) -> None:

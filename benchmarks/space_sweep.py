@@ -1,0 +1,148 @@
+"""Latent or pixel StreamDiT? The measurement behind params.yaml's `model.preset` (DESIGN.md section 1,
+"Latent space").
+
+Both teachers train with ``streamdit.train.train`` at the cpu profile's budget (``train`` section as
+the study's main model): ``tiny`` on the autoencoder stage's latents, ``tiny_pixel`` on 64x64 pixels
+in 8x8 patches (the same 8x8 tokens per frame, the same DiT). Both stream the first ``--prompts`` val
+prompts (canonical captions) with the sample scheme and guidance from the same noise, scored by the
+study's evaluation (``evaluate.evaluate_model``: per-attribute caption accuracy from the world
+classifier, the VBench analogues, FVD / KID, against the val scenes' real streams; floor: as many
+train scenes), plus the shape IoU of one-object scenes (``metrics.shape_iou``, against a plain disc
+of the right area). Paired bootstrap intervals of latent minus pixel on the same prompts and noise.
+Val only: the study reports on test.
+
+    python benchmarks/space_sweep.py [--prompts 64] [--out reports/space_sweep]
+
+Needs the study's data, evaluators and autoencoder (``dvc repro autoencoder``); a teacher whose run
+is finished (``runs/train/<key>/``, e.g. the study's main model) is not trained again, and a killed
+run resumes. Writes ``OUT/space_sweep.json`` and ``OUT/README.md`` (table and verdict) and a strip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from streamdit.acceleration import resolve_device
+from streamdit.checkpoint import load_model, load_space
+from streamdit.config import load_config
+from streamdit.data import WorldClips
+from streamdit.evaluate import evaluate_model, load_judges, render_videos
+from streamdit.metrics import shape_iou
+from streamdit.quality import CAPTION_MEASURES, paired_differences
+from streamdit.streaming import Streamer
+from streamdit.text import load_text_encoder
+from streamdit.train import train
+from streamdit.video import reference_strip, to_uint8
+from streamdit.world import COLOUR_RGB, canonical_caption
+
+ARMS = {"latent": "tiny", "pixel": "tiny_pixel"}
+SHOWN = ("caption_shape", "caption_colour", "caption_size", "caption_motion", "caption_mean",
+         "subject_consistency", "fvd", "kid")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="benchmarks/space_sweep.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
+    parser.add_argument("--out", type=Path, default=Path("reports/space_sweep"))
+    parser.add_argument("--profile", default="cpu")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = load_config("params.yaml", args.profile)
+    device = resolve_device(base.train.device)
+    ecfg = dataclasses.replace(base.evaluate, prompts=args.prompts, drift_prompts=0, heldout_prompts=0,
+                               schemes=[base.sample.scheme], switch_pairs=1, latency_repeats=1)  # fmt: skip
+    val = WorldClips(Path(base.data_dir), "val", length=1).scenes
+    floor = WorldClips(Path(base.data_dir), "train", length=1).scenes
+    scenes = {"test": val, "floor": floor}
+    encoder = load_text_encoder(base.text.encoder, base.text.max_length)
+    judges = load_judges(ecfg, "models/evaluators", device)
+    results, arrays, videos = {}, {}, {}
+    for arm, preset in ARMS.items():
+        cfg = load_config("params.yaml", args.profile, {"model": {"preset": preset}})
+        model_path = args.out / f"{arm}.pt"
+        summary = train(cfg, model_path, progress=True)
+        model, space = load_model(model_path, device)[0], load_space(model_path, device)
+        metrics, arrays[arm] = evaluate_model(
+            model, encoder, scenes, ecfg, judges, shift=cfg.sample.time_shift, device=device, space=space,
+            progress=True,
+        )  # fmt: skip
+        streamer = Streamer(model, encoder, base.sample.parsed_scheme, ecfg.cfg_scale, cfg.sample.time_shift,
+                            space=space)  # fmt: skip
+        captions = [canonical_caption(s) for s in val[: args.prompts]]
+        video = streamer.videos(
+            encoder(captions), ecfg.long_frames, seed=ecfg.seed, batch_size=ecfg.batch_size
+        )
+        real = render_videos(val[: args.prompts], ecfg.long_frames, base.data.resolution)
+        one_object = [
+            COLOUR_RGB[s.objects[0].colour] if len(s.objects) == 1 else None for s in val[: args.prompts]
+        ]
+        results[arm] = {
+            "preset": preset,
+            "train_seconds": summary["train_seconds"],
+            "parameters": summary["parameters"],
+            "quality": metrics["schemes"][str(base.sample.parsed_scheme)]["long_stream"],
+            "shape_iou": shape_iou(video, real, one_object),
+        }
+        results.setdefault(
+            "real",
+            {"quality": metrics["real"]["long_stream"], "shape_iou": shape_iou(real, real, one_object)},
+        )
+        videos[f"{arm} ({preset})"] = [to_uint8(v) for v in video[:4]]
+    key = str(base.sample.parsed_scheme)
+    results["latent_minus_pixel"] = paired_differences(arrays["latent"], key, arrays["pixel"], key, ecfg)
+    captions = [canonical_caption(s) for s in val[:4]]
+    real_strip = [to_uint8(v) for v in render_videos(val[:4], ecfg.long_frames, base.data.resolution)]
+    reference_strip(args.out / "strip.png", captions, real_strip, videos)
+    (args.out / "space_sweep.json").write_text(json.dumps(results, indent=1, default=float))
+    (args.out / "README.md").write_text(readme(results, args))
+    print(readme(results, args))
+    return results
+
+
+def readme(results: dict, args) -> str:
+    """The table (real, latent, pixel; means with intervals) and the paired differences."""
+
+    def cell(report: dict, name: str) -> str:
+        value = report.get(name)
+        if value is None:
+            return "-"
+        if isinstance(value, dict):
+            return f"{value['mean']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+        return f"{value:.3f}"
+
+    lines = [
+        "# Latent or pixel StreamDiT (val prompts)",
+        "",
+        f"`python benchmarks/space_sweep.py --prompts {args.prompts}`: both teachers at the cpu profile's "
+        "training budget, the same DiT (8x8 tokens per frame), streamed with the sample scheme from the same "
+        "noise on the first val prompts and scored by the study's evaluation against the val scenes' real "
+        "streams (docs/metrics.md). Shape IoU: one-object scenes, centred colour masks against the real "
+        "frames' (a plain disc of the right area in brackets).",
+        "",
+        "| | " + " | ".join(SHOWN) + " | shape IoU (disc) |",
+        "|---" * (len(SHOWN) + 2) + "|",
+    ]
+    for arm in ("real", "latent", "pixel"):
+        report, iou = results[arm]["quality"], results[arm]["shape_iou"]
+        iou_text = f"{iou['iou']:.3f} ({iou['disc']:.3f})" if iou else "-"
+        lines.append(f"| {arm} | " + " | ".join(cell(report, n) for n in SHOWN) + f" | {iou_text} |")
+    lines += ["", "Latent minus pixel, paired over prompts (95% bootstrap interval):", ""]
+    diff = results["latent_minus_pixel"]
+    for name in (*CAPTION_MEASURES, "subject_consistency", "fvd", "kid"):
+        if name in diff:
+            d = diff[name]
+            verdict = (
+                "latent higher" if d["low"] > 0 else "pixel higher" if d["high"] < 0 else "no difference"
+            )
+            lines.append(f"- {name}: {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] ({verdict})")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()
