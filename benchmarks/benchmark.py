@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from streamdit.acceleration import autocast, compile_model
 from streamdit.autoencoder import AutoencoderConfig, WorldAutoencoder
+from streamdit.config import AutoencoderTrainConfig
 from streamdit.latency import measure_stream_latency
 from streamdit.model import PRESETS, ModelConfig, build_model, count_parameters
 from streamdit.sampling import StreamSampler
@@ -137,14 +138,15 @@ def train_throughput(cfg: ModelConfig, device: str, batch: int, steps: int, flop
 
 
 def decoder_for(cfg: ModelConfig) -> WorldAutoencoder | None:
-    """The world autoencoder (random weights: speed does not depend on them) whose latents a latent
-    preset's frames are, when that decoder is world-sized (frames up to 128 px); None otherwise, and for
-    pixel presets (then no decoder is timed)."""
-    if cfg.space != "latent" or cfg.resolution * 8 > 128:
+    """For a latent preset, the world autoencoder's architecture (params.yaml's widths; random weights:
+    speed does not depend on them) at the preset's latent channels and frame size, so that every stream
+    is timed with its decoder; None for a pixel preset."""
+    if cfg.space != "latent":
         return None
-    return WorldAutoencoder(
-        AutoencoderConfig(resolution=cfg.resolution * 8, latent_channels=cfg.channels)
-    ).eval()
+    widths = tuple(AutoencoderTrainConfig().widths)
+    factor = AutoencoderConfig(latent_channels=cfg.channels, widths=widths).factor
+    ae = AutoencoderConfig(resolution=cfg.resolution * factor, latent_channels=cfg.channels, widths=widths)
+    return WorldAutoencoder(ae).eval()
 
 
 def stream_speed(

@@ -81,7 +81,7 @@ import streamdit.train as train_mod  # noqa: E402
 
 train_mod.load_text_encoder = cached_encoder
 
-from streamdit.checkpoint import load_model  # noqa: E402
+from streamdit.checkpoint import load_model, load_space  # noqa: E402
 from streamdit.config import load_config  # noqa: E402
 from streamdit.data import WorldClips  # noqa: E402
 from streamdit.evaluators import attribute_hits, classify, load_video_encoder, scene_labels  # noqa: E402
@@ -144,6 +144,7 @@ def run_variant(name: str, out: Path) -> None:
     model_path = out / f"{name}.pt"
     summary = train(cfg, model_path, work_root=f"/tmp/runs/{name}", progress=False)
     model, _ = load_model(model_path, DEVICE)
+    space = load_space(model_path, DEVICE)
     val = WorldClips(Path(cfg.data_dir), "val", length=8)
     n = int(os.environ.get("SWEEP_N", 64))
     scenes = val.scenes[:n]
@@ -151,7 +152,7 @@ def run_variant(name: str, out: Path) -> None:
     enc = cached_encoder()
     text = enc(prompts)
     frames = 48
-    real = torch.stack([from_uint8(render(s, 0, frames, 32)) for s in scenes])
+    real = torch.stack([from_uint8(render(s, 0, frames, cfg.data.resolution)) for s in scenes])
     colours = [COLOUR_RGB[s.objects[0].colour] for s in scenes]
     one_object = one_object_colours(scenes)
     labels = scene_labels(scenes)
@@ -175,7 +176,7 @@ def run_variant(name: str, out: Path) -> None:
     shifts = [float(x) for x in os.environ.get("SWEEP_SHIFT", "1,3").split(",")]
     for cfg_scale in scales:
         for shift in shifts:
-            video = Streamer(model, None, Scheme(0, 2, 4, 8), cfg_scale, shift).videos(
+            video = Streamer(model, None, Scheme(0, 2, 4, 8), cfg_scale, shift, space=space).videos(
                 text, frames, seed=1, batch_size=64
             )
             key = f"cfg{cfg_scale:g}_shift{shift:g}"

@@ -20,7 +20,7 @@ import config_sweep as cs  # noqa: E402  (stubs and the caption cache)
 import torch  # noqa: E402
 
 import streamdit.distill as distill_mod  # noqa: E402
-from streamdit.checkpoint import load_model  # noqa: E402
+from streamdit.checkpoint import load_model, load_space  # noqa: E402
 from streamdit.config import load_config  # noqa: E402
 from streamdit.data import WorldClips  # noqa: E402
 from streamdit.distill import distill  # noqa: E402
@@ -48,8 +48,10 @@ VARIANTS = {
 }
 
 
-def fvd_of(model, scheme, cfg_scale, text, real_feats, features) -> float:
-    video = Streamer(model, None, scheme, cfg_scale, 1.0).videos(text, 16, seed=5, batch_size=32)
+def fvd_of(model_path, scheme, cfg_scale, text, real_feats, features) -> float:
+    model, _ = load_model(model_path, cs.DEVICE)
+    space = load_space(model_path, cs.DEVICE)
+    video = Streamer(model, None, scheme, cfg_scale, 1.0, space=space).videos(text, 16, seed=5, batch_size=32)
     return frechet_distance(real_feats, features(video))
 
 
@@ -63,16 +65,14 @@ def run(name: str, out: Path) -> None:
     val = WorldClips(Path(cfg.data_dir), "val", length=8)
     text = cs.cached_encoder()(val.canonical_captions[:32])
     features = world_feature_extractor(load_video_encoder("models/evaluators/video_encoder.pt", cs.DEVICE))
-    real = torch.stack([from_uint8(render(s, 0, 16, 32)) for s in val.scenes[:32]])
+    real = torch.stack([from_uint8(render(s, 0, 16, cfg.data.resolution)) for s in val.scenes[:32]])
     real_feats = features(real)
-    teacher, _ = load_model("models/streamdit.pt", cs.DEVICE)
-    student, _ = load_model(path, cs.DEVICE)
     t_scheme = dcfg.teacher_scheme
     result = {
         "variant": name,
         "summary": summary,
-        "teacher_fvd": fvd_of(teacher, t_scheme, dcfg.cfg_scale, text, real_feats, features),
-        "student_fvd": fvd_of(student, t_scheme.distilled(), 1.0, text, real_feats, features),
+        "teacher_fvd": fvd_of("models/streamdit.pt", t_scheme, dcfg.cfg_scale, text, real_feats, features),
+        "student_fvd": fvd_of(path, t_scheme.distilled(), 1.0, text, real_feats, features),
     }
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
 

@@ -29,7 +29,7 @@ stages.load_text_encoder = cs.cached_encoder
 def fvd_only(cfg, model_path: Path, device: str, why: str) -> dict:
     """FVD of the gpu profile's 128 test prompts (16-frame clips, its scheme and guidance) against the
     real clips, on the world video encoder's features: the part of the evaluation without CLIP."""
-    from streamdit.checkpoint import load_model
+    from streamdit.checkpoint import load_model, load_space
     from streamdit.data import WorldClips
     from streamdit.evaluate import render_videos
     from streamdit.evaluators import load_video_encoder, world_feature_extractor
@@ -41,12 +41,13 @@ def fvd_only(cfg, model_path: Path, device: str, why: str) -> dict:
     val = WorldClips(Path(cfg.data_dir), "val", length=8).scenes[: ecfg.prompts]
     features = world_feature_extractor(load_video_encoder("models/evaluators/video_encoder.pt", device))
     model, _ = load_model(model_path, device)
+    space = load_space(model_path, device)
     text = cs.cached_encoder()([canonical_caption(s) for s in test])
-    real = features(render_videos(test, ecfg.clip_frames, cfg.model.resolution))
-    floor = frechet_distance(real, features(render_videos(val, ecfg.clip_frames, cfg.model.resolution)))
+    real = features(render_videos(test, ecfg.clip_frames, cfg.data.resolution))
+    floor = frechet_distance(real, features(render_videos(val, ecfg.clip_frames, cfg.data.resolution)))
     result = {"clip_score": f"not measured: {why}", "fvd_floor": floor, "schemes": {}}
     for scheme in ecfg.parsed_schemes:
-        video = Streamer(model, None, scheme, ecfg.cfg_scale, cfg.sample.time_shift).videos(
+        video = Streamer(model, None, scheme, ecfg.cfg_scale, cfg.sample.time_shift, space=space).videos(
             text, ecfg.clip_frames, seed=ecfg.seed, batch_size=ecfg.batch_size
         )
         result["schemes"][str(scheme)] = {"fvd": frechet_distance(real, features(video))}

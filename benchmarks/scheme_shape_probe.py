@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import config_sweep  # noqa: E402  (the sweep's text-embedding cache and shape measure)
 import torch  # noqa: E402
 
-from streamdit.checkpoint import load_model  # noqa: E402
+from streamdit.checkpoint import load_model, load_space  # noqa: E402
 from streamdit.data import WorldClips  # noqa: E402
 from streamdit.metrics import shape_iou  # noqa: E402
 from streamdit.schedule import Scheme  # noqa: E402
@@ -37,14 +37,18 @@ SETTINGS = [
 
 def main(model_path: str, out_dir: str, n: int = 16, frames: int = 24) -> None:
     model, _ = load_model(model_path, "cpu")
+    space = load_space(model_path, "cpu")
     test = WorldClips(Path("data"), "test", length=8)
     scenes = test.scenes[:n]
     text = config_sweep.cached_encoder()(test.canonical_captions[:n])
-    real = torch.stack([from_uint8(render(s, 0, frames, 32)) for s in scenes])
+    resolution = model.cfg.resolution * space.factor  # of the decoded streams (Streamer.resolution)
+    real = torch.stack([from_uint8(render(s, 0, frames, resolution)) for s in scenes])
     rows, captions, lines = [], [], []
     for spec, guidance in SETTINGS:
         t0 = time.perf_counter()
-        video = Streamer(model, None, Scheme(*spec), guidance, 1.0).videos(text, frames, seed=1, batch_size=n)
+        video = Streamer(model, None, Scheme(*spec), guidance, 1.0, space=space).videos(
+            text, frames, seed=1, batch_size=n
+        )
         iou = shape_iou(video, real, config_sweep.one_object_colours(scenes))
         lines.append(
             f"{Scheme(*spec)} guidance {guidance:g}: iou {iou['iou']:.3f} (disc {iou['disc']:.3f}, "

@@ -1,5 +1,6 @@
 """The latent spaces (autoencoder.py) and the autoencoder stage's loop (autoencoder_training.py)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -156,7 +157,7 @@ def test_latent_clips_serve_cached_latents_with_their_captions(tiny_world, tmp_p
     latents = encode_split(tiny_autoencoder(), clips, "cpu")
     assert latents.shape == (12, 8, 4, 4, 4) and latents.dtype == np.float32
     np.save(tmp_path / "train.npy", latents)
-    data = training_clips(cfg, tmp_path, length=4, generator_seed=0)
+    data = training_clips(cfg, tmp_path, dataclasses.replace(cfg.model, frames=4), generator_seed=0)
     assert isinstance(data, LatentClips) and data.frame_shape == (4, 4, 4)
     item = data[5]
     assert item["frames"].shape == (4, 4, 4, 4) and item["caption"] == data.captions[5]
@@ -164,10 +165,10 @@ def test_latent_clips_serve_cached_latents_with_their_captions(tiny_world, tmp_p
     assert starts, "an item is a run of consecutive cached frames"
     np.save(tmp_path / "train.npy", latents[:, :, :2])
     with pytest.raises(ValueError, match="model expects"):
-        training_clips(cfg, tmp_path, length=4, generator_seed=0)
+        training_clips(cfg, tmp_path, dataclasses.replace(cfg.model, frames=4), generator_seed=0)
     np.save(tmp_path / "train.npy", latents[:5])
     with pytest.raises(ValueError, match="rerun the autoencoder stage"):
-        training_clips(cfg, tmp_path, length=4, generator_seed=0)
+        training_clips(cfg, tmp_path, dataclasses.replace(cfg.model, frames=4), generator_seed=0)
 
 
 def test_config_insists_that_the_model_sees_the_spaces_frames(tiny_world):
@@ -183,3 +184,52 @@ def test_config_insists_that_the_model_sees_the_spaces_frames(tiny_world):
     overrides["model"] = {"preset": "tiny_pixel", "resolution": 8, "dim": 32, "depth": 1, "heads": 2}
     with pytest.raises(ValueError, match=r"model.space='pixel'.*must be 16 and 3"):
         load_config("params.yaml", "smoke", overrides)
+
+
+def test_the_stage_caches_what_its_autoencoder_encodes(tiny_world, tmp_path):
+    from streamdit.autoencoder_training import autoencoder_stage
+    from streamdit.checkpoint import save_evaluator
+    from streamdit.data import clip_batch, file_digest
+    from streamdit.evaluators import VideoEncoder, VideoEncoderConfig
+    from streamdit.train import train
+
+    cfg = ae_config(tiny_world)
+    judge = VideoEncoderConfig(frames=8, resolution=16)
+    save_evaluator(VideoEncoder(judge), judge, tmp_path / "evaluators" / "video_encoder.pt")
+    out, latents_dir = tmp_path / "autoencoder.pt", tmp_path / "latents"
+    metrics = autoencoder_stage(cfg, out, latents_dir, tmp_path / "evaluators", tmp_path / "report",
+                                work_root=tmp_path / "runs")  # fmt: skip
+    latents = np.load(latents_dir / "train.npy")
+    clips, _ = load_split(tiny_world, "train")
+    space = read_autoencoder(out)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            torch.from_numpy(latents[:2]), space.encode(clip_batch(clips, [0, 1])), atol=1e-5, rtol=0
+        )
+    assert (latents_dir / "autoencoder.sha1").read_text().strip() == file_digest(out)
+    assert metrics["latent_shape"] == [4, 4, 4] and metrics["test"]["clips"] == 2
+    assert (tmp_path / "report" / "test_reconstruction.png").is_file()
+    # latents of another autoencoder: training refuses them
+    (latents_dir / "autoencoder.sha1").write_text("0" * 40)
+    with pytest.raises(ValueError, match="encoded by another autoencoder"):
+        train(cfg, tmp_path / "m.pt", autoencoder_path=out, latents_dir=latents_dir, work_root=tmp_path / "t",
+              progress=False)  # fmt: skip
+
+
+def test_a_latent_model_without_its_space_fails_instead_of_emitting_latents():
+    from test_sampling import text
+
+    from streamdit.model import ModelConfig, build_model
+    from streamdit.sampling import StreamSampler
+    from streamdit.schedule import Scheme
+    from streamdit.streaming import Streamer
+
+    cfg = ModelConfig(space="latent", frames=8, resolution=4, channels=4, patch=1, dim=32, depth=1, heads=2,
+                      text_dim=4, window=(4, 4, 4))  # fmt: skip
+    model = build_model(cfg)
+    with pytest.raises(ValueError, match="through its space"):
+        StreamSampler(model, Scheme(0, 2, 4, 8), text())
+    with pytest.raises(ValueError, match="through its space"):
+        Streamer(model, None, Scheme(0, 2, 4, 8), 1.0, 1.0)
+    sampler = StreamSampler(model, Scheme(0, 2, 4, 8), text(), space=tiny_autoencoder())
+    assert sampler.take(4).shape == (1, 4, 3, 16, 16)

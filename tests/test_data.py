@@ -16,6 +16,7 @@ from streamdit.world import (
     COLOUR_RGB,
     COLOURS,
     MOTION_PHRASES,
+    QUANT,
     SHAPES,
     SIZE_EXTENT,
     SPLITS,
@@ -29,6 +30,7 @@ from streamdit.world import (
     sample_scene,
     scene_from_dict,
     scene_to_dict,
+    subsamples,
 )
 
 RES = 32
@@ -365,3 +367,17 @@ def test_pinned_hash_check_catches_altered_data_even_after_a_silent_repin(tmp_pa
         check_pinned(world, pin)
     with pytest.raises(FileNotFoundError, match="python -m streamdit.data"):
         check_pinned(tmp_path / "missing", pin)
+
+
+def test_sub_pixels_are_exact_and_at_least_64_per_frame_side():
+    for resolution in range(4, 300):
+        sub = subsamples(resolution)
+        assert QUANT % (2 * sub) == 0, resolution  # sub-pixel centres land on the 1/QUANT grid
+        assert resolution * sub >= min(64, 4 * resolution) and sub <= 4
+    assert (subsamples(32), subsamples(64), subsamples(128)) == (4, 2, 1)
+    # a 64-px object covers about 4x the pixels of the same object at 32 px
+    scene = SceneSpec(
+        objects=(ObjectSpec("circle", "red", "large", "left", 0.5, 0.5, 0.03),), background="black"
+    )
+    small, large = (render(scene, 0, 1, r)[0, ..., 0].astype(float).sum() / 230 for r in (32, 64))
+    assert large / small == pytest.approx(4, rel=0.03)

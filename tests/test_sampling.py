@@ -14,7 +14,7 @@ class FakeModel(nn.Module):
 
     def __init__(self, rule, frames=8):
         super().__init__()
-        self.cfg = SimpleNamespace(frames=frames, channels=1, resolution=2)
+        self.cfg = SimpleNamespace(space="pixel", frames=frames, channels=1, resolution=2)
         self.weight = nn.Parameter(torch.zeros(()))
         self.rule = rule
         self.calls = 0

@@ -27,8 +27,9 @@ from torch import nn
 
 @dataclass
 class AutoencoderConfig:
-    """The world autoencoder: ``widths`` are the channels of its stride-2 stages (each halves h and w, so
-    the factor is 2 ** len(widths)); ``latent_channels`` per latent cell."""
+    """The world autoencoder: ``widths`` are the channels of its stages, each halving h and w (the first
+    by a pixel unshuffle, the others by a stride-2 convolution), so the factor is 2 ** len(widths);
+    ``latent_channels`` per latent cell."""
 
     resolution: int = 64
     latent_channels: int = 8
@@ -73,9 +74,11 @@ class PixelSpace(nn.Module):
         self.latent_channels, self.image_channels, self.factor = channels, channels, 1
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The frames themselves."""
         return x
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The frames themselves."""
         return z
 
 
@@ -178,13 +181,21 @@ class PretrainedVAE(nn.Module):
         config = self.vae.config
         self.latent_channels, self.image_channels = config.latent_channels, config.in_channels
         self.factor = 2 ** (len(config.block_out_channels) - 1)
+        # diffusers' latent normalisation: (z - shift_factor) * scaling_factor (shift 0 for SD-style VAEs).
         self.scaling = float(config.scaling_factor)
+        self.shift = float(config.get("shift_factor") or 0.0)  # a key of newer VAE configs only
+        self.dtype = next(self.vae.parameters()).dtype
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return _frames(lambda v: self.vae.encode(v).latent_dist.mean * self.scaling, x)
+        """Videos [b, f, 3, H, W] in [-1, 1] -> normalised latent means [b, f, C, H / factor, W / factor]."""
+        code = lambda v: (self.vae.encode(v.to(self.dtype)).latent_dist.mean - self.shift) * self.scaling  # noqa: E731
+        return _frames(code, x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return _frames(lambda v: self.vae.decode(v / self.scaling).sample, z).clamp(-1, 1)
+        """Normalised latents [b, f, C, h, w] -> videos [b, f, 3, H, W], clamped to [-1, 1]."""
+        return _frames(
+            lambda v: self.vae.decode((v.to(self.dtype) / self.scaling) + self.shift).sample, z
+        ).clamp(-1, 1)
 
 
 Space = PixelSpace | WorldAutoencoder | PretrainedVAE

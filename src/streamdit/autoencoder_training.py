@@ -19,7 +19,7 @@ from einops import rearrange
 from streamdit.acceleration import resolve_device
 from streamdit.autoencoder import PretrainedVAE, WorldAutoencoder, read_autoencoder, space_record
 from streamdit.checkpoint import atomic_save
-from streamdit.data import clip_batch, load_split, world_settings
+from streamdit.data import AUTOENCODER_RECORD, clip_batch, file_digest, load_split, world_settings
 from streamdit.evaluators import attribute_accuracy, load_video_encoder, seeded
 from streamdit.files import atomic_write
 from streamdit.optim import lr_at
@@ -106,7 +106,7 @@ def reconstruction_quality(space, data_dir, split: str, classifier, device: str)
     clips, records = load_split(data_dir, split)
     scenes = [scene_from_dict(r["scene"]) for r in records]
     decoded = reconstruct(space, clips, device)
-    real = from_uint8(rearrange(np.asarray(clips), "n f h w c -> (n f) h w c"))
+    real = from_uint8(rearrange(np.array(clips), "n f h w c -> (n f) h w c"))  # a writable copy
     return {
         "psnr_db": round(psnr(real, from_uint8(rearrange(decoded, "n f h w c -> (n f) h w c"))), 3),
         "accuracy_real": attribute_accuracy(classifier, clips, scenes),
@@ -128,8 +128,9 @@ def autoencoder_stage(
 ) -> dict:
     """The ``autoencoder`` stage: train the world autoencoder (or load ``autoencoder.path``), fit the
     latent normalisation on the train split, write the space to ``out_path`` and the train split's
-    latents to ``latents_dir/train.npy``; measure PSNR and the classifier's accuracy on reconstructed
-    val and test clips; draw real-vs-decoded strips and the loss curve into ``report_dir``."""
+    latents to ``latents_dir/train.npy`` (with the autoencoder file's SHA-1 beside them); measure PSNR
+    and the classifier's accuracy on reconstructed val and test clips; draw real-vs-decoded strips and
+    the loss curve into ``report_dir``."""
     ac, report_dir = cfg.autoencoder, Path(report_dir)
     device = resolve_device(ac.device)
     clips, _ = load_split(cfg.data_dir, "train")
@@ -161,6 +162,7 @@ def autoencoder_stage(
     atomic_save(space_record(space), out_path)
     latents_path = Path(latents_dir) / LATENTS
     atomic_write(latents_path, lambda f: np.save(f, latents.astype(np.float32)))
+    (Path(latents_dir) / AUTOENCODER_RECORD).write_text(file_digest(out_path) + "\n")  # who encoded them
     metrics["latent_shape"] = list(latents.shape[2:])
     metrics["latent_std"] = round(float(latents.std()), 4)
     classifier = load_video_encoder(Path(evaluators_dir) / "video_encoder.pt", device)
@@ -169,9 +171,10 @@ def autoencoder_stage(
         quality = reconstruction_quality(space, cfg.data_dir, split, classifier, device)
         decoded = quality.pop("decoded")
         real, _ = load_split(cfg.data_dir, split)
-        shown = [np.asarray(real[i]) for i in range(3)] + [decoded[i] for i in range(3)]
+        rows = range(min(3, len(decoded)))
+        shown = [np.asarray(real[i]) for i in rows] + [decoded[i] for i in rows]
         save_strip(shown, report_dir / f"{split}_reconstruction.png",
-                   captions=[f"real {i}" for i in range(3)] + [f"decoded {i}" for i in range(3)])  # fmt: skip
+                   captions=[f"real {i}" for i in rows] + [f"decoded {i}" for i in rows])  # fmt: skip
         quality["accuracy_gap"] = {
             name: round(quality["accuracy_real"][name] - quality["accuracy_decoded"][name], 4)
             for name in quality["accuracy_real"]

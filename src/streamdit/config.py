@@ -306,7 +306,7 @@ class AutoencoderTrainConfig:
 
     path: str | None = None
     latent_channels: int = 8
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # one stride-2 stage each: 8x
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # a stage each, halving h and w: 8x
     steps: int = 1600
     batch_size: int = 16  # frames per step
     lr: float = 0.002

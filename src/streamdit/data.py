@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import random
 from dataclasses import asdict
@@ -184,19 +185,38 @@ class LatentClips(WorldClips):
         return tuple(self.clips.shape[2:])
 
 
-def training_clips(cfg, latents_dir: str | Path, length: int, generator_seed: int) -> WorldClips:
-    """The train split as the model of ``cfg`` (a ``config.Config``) denoises it: cached latents when
-    ``model.space`` is latent, pixels otherwise."""
-    if cfg.latent:
-        clips = LatentClips(Path(latents_dir), Path(cfg.data_dir), "train", length, generator_seed)
-        expected = (cfg.model.channels, cfg.model.resolution, cfg.model.resolution)
-        if clips.frame_shape != expected:
-            raise ValueError(
-                f"the cached latents are {clips.frame_shape} (C, h, w) per frame but the model expects "
-                f"{expected}: set model.channels and model.resolution to the autoencoder's latents"
-            )
-        return clips
-    return WorldClips(Path(cfg.data_dir), "train", length=length, generator_seed=generator_seed)
+AUTOENCODER_RECORD = "autoencoder.sha1"  # beside the cached latents: the SHA-1 of the autoencoder file
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-1 of an autoencoder file's bytes: what identifies it, and the latents it encoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no autoencoder at {path}; train it first (dvc repro autoencoder)")
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def autoencoder_record(latents_dir: str | Path) -> str:
+    """The SHA-1 of the autoencoder file that encoded the latents in ``latents_dir``."""
+    path = Path(latents_dir) / AUTOENCODER_RECORD
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; cache the latents first (dvc repro autoencoder)")
+    return path.read_text().strip()
+
+
+def training_clips(cfg, latents_dir: str | Path, model, generator_seed: int) -> WorldClips:
+    """The train split of ``cfg`` (a ``config.Config``) as ``model`` (a ``ModelConfig``) denoises it, in
+    runs of ``model.frames`` frames: cached latents when ``model.space`` is latent, pixels otherwise."""
+    if model.space != "latent":
+        return WorldClips(Path(cfg.data_dir), "train", length=model.frames, generator_seed=generator_seed)
+    clips = LatentClips(Path(latents_dir), Path(cfg.data_dir), "train", model.frames, generator_seed)
+    expected = (model.channels, model.resolution, model.resolution)
+    if clips.frame_shape != expected:
+        raise ValueError(
+            f"the cached latents are {clips.frame_shape} (C, h, w) per frame but the model expects "
+            f"{expected}: set model.channels and model.resolution to the autoencoder's latents"
+        )
+    return clips
 
 
 def resize_square(frames: torch.Tensor, resolution: int) -> torch.Tensor:

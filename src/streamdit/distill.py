@@ -154,7 +154,7 @@ def distill(
             f"{cfg.model.space!r}: distil with the config the teacher was trained with"
         )
     space = load_space(teacher_path)
-    dataset = training_clips(cfg, latents_dir, teacher.cfg.frames, generator_seed=cfg.seed + 11)
+    dataset = training_clips(cfg, latents_dir, teacher.cfg, generator_seed=cfg.seed + 11)
     batches = Batches(dataset, dcfg.batch_size, seed=cfg.seed + 12)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     encoder.warm(dataset.captions, cache_file=Path(cache_dir) / "text" / f"{encoder.cache_key}.pt")

@@ -87,7 +87,6 @@ def evaluate_scheme(
     *,
     seed: int,
     device: str,
-    space: nn.Module | None = None,
     progress: bool = False,
     switch_strip: str | Path | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:

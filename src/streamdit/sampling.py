@@ -101,6 +101,11 @@ class StreamSampler:
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         # What the buffer's frames are: decoded on emission, encoded on entry (v2v); pixels by default.
+        if space is None and cfg.space == "latent":
+            raise ValueError(
+                "a latent model streams through its space (autoencoder.py): pass space= "
+                "(checkpoint.load_space of its model file), or it would emit latents as frames"
+            )
         self.space = (space if space is not None else PixelSpace(self.frame_shape[0])).to(self.device)
         self.text = text.to(self.device, self.dtype)
         self.batch = text.tokens.shape[0]

@@ -55,6 +55,10 @@ class Streamer:
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
         if self.space is None:
+            if self.model.cfg.space == "latent":
+                raise ValueError(
+                    "a latent model streams through its space: pass space= (checkpoint.load_space)"
+                )
             self.space = PixelSpace(self.model.cfg.channels)
 
     @property
@@ -86,7 +90,7 @@ class Streamer:
         self, text: TextEmbedding, frames: int, *, seed: int, batch_size: int, progress: bool = False
     ) -> torch.Tensor:
         """``frames`` frames of one stream per text row, ``batch_size`` streams at a time; batch ``i``
-        draws its noise from ``seed + i``. Returns ``[n, frames, c, h, w]`` on the CPU."""
+        draws its noise from ``seed + i``. Returns decoded frames ``[n, frames, 3, H, W]`` on the CPU."""
         n = text.tokens.shape[0]
         out = []
         bar = progress_bar(n, f"streams {self.scheme}", progress, unit="stream")
@@ -104,7 +108,7 @@ class Streamer:
 
         The switch takes effect at the next chunk boundary, so the first frame made under B is
         ``switch_at`` (``switch_frame`` rounded up to a multiple of the chunk size c). Returns the
-        frames ``[p, switch_at + after, c, h, w]`` and ``switch_at``.
+        decoded frames ``[p, switch_at + after, 3, H, W]`` and ``switch_at``.
         """
         sampler = self.sampler(text_a, seed)
         chunks = []
@@ -124,9 +128,9 @@ class Streamer:
 def timed_stream(
     streamer: Streamer, text: TextEmbedding, frames: int, seed: int
 ) -> tuple[torch.Tensor, dict]:
-    """``frames`` frames of one stream per text row from ``seed``: the video ``[b, f, c, h, w]`` and its
-    scheme, guidance, model calls (start-up included), steady NFE per frame and rough frames/s
-    (``latency.py`` measures speed properly)."""
+    """``frames`` frames of one stream per text row from ``seed``: the decoded video ``[b, f, 3, H, W]``
+    and its scheme, guidance, model calls (start-up included), steady NFE per frame and rough
+    frames/s (``latency.py`` measures speed properly)."""
     sampler = streamer.sampler(text, seed)
     start = time.perf_counter()
     video = sampler.take(frames)

@@ -19,7 +19,7 @@ from streamdit.acceleration import autocast, compile_model, machine_info, resolv
 from streamdit.autoencoder import PixelSpace, read_autoencoder
 from streamdit.checkpoint import save_model
 from streamdit.config import Config, load_config
-from streamdit.data import Batches, training_clips
+from streamdit.data import Batches, autoencoder_record, file_digest, training_clips
 from streamdit.distributed import finish_distributed, init_distributed
 from streamdit.flow import flow_matching_loss, interpolate, velocity_target
 from streamdit.model import build_model, count_parameters
@@ -30,14 +30,14 @@ from streamdit.schedule import independent_levels, sample_training_levels
 from streamdit.text import load_text_encoder, null_embedding
 
 
-def run_key(cfg: Config) -> str:
+def run_key(cfg: Config, autoencoder_path: str | Path = "models/autoencoder.pt") -> str:
     """A short hash of everything that determines the trained weights (not sampling or the profile name);
-    a latent model's includes the autoencoder section, which determines its latents."""
+    a latent model's includes the bytes of its autoencoder file, which determine its latents."""
     d = cfg.to_dict()
-    sections = ("seed", "data_dir", "data", "text", "model", "train") + (
-        ("autoencoder",) if cfg.latent else ()
-    )
-    return config_hash({k: d[k] for k in sections})
+    relevant = {k: d[k] for k in ("seed", "data_dir", "data", "text", "model", "train")}
+    if cfg.latent:
+        relevant["autoencoder"] = file_digest(autoencoder_path)
+    return config_hash(relevant)
 
 
 def model_space(cfg: Config, autoencoder_path: str | Path) -> nn.Module:
@@ -75,7 +75,12 @@ def train(
     tc = cfg.train
     ranks, device = init_distributed(resolve_device(tc.device))
     space = model_space(cfg, autoencoder_path)
-    dataset = training_clips(cfg, latents_dir, cfg.model.frames, generator_seed=cfg.seed + 1)
+    dataset = training_clips(cfg, latents_dir, cfg.model, generator_seed=cfg.seed + 1)
+    if cfg.latent and autoencoder_record(latents_dir) != file_digest(autoencoder_path):
+        raise ValueError(
+            f"the latents in {latents_dir} were encoded by another autoencoder than {autoencoder_path}; "
+            "rerun the autoencoder stage (dvc repro autoencoder)"
+        )
     batches = Batches(dataset, tc.batch_size, seed=cfg.seed + 2)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     encoder.warm(dataset.captions, cache_file=Path(cache_dir) / "text" / f"{encoder.cache_key}.pt")
@@ -93,7 +98,7 @@ def train(
     noise_gen = torch.Generator().manual_seed(cfg.seed + 3)  # levels, schemes, noise, caption dropout
     run = Run(
         work_root,
-        run_key(cfg),
+        run_key(cfg, autoencoder_path),
         steps=tc.steps,
         desc="train",
         section=tc.section,
@@ -159,9 +164,11 @@ def train(
     )
 
 
-def loss_history(cfg: Config, work_root: str | Path = "runs/train") -> list[float]:
+def loss_history(
+    cfg: Config, work_root: str | Path = "runs/train", autoencoder_path: str | Path = "models/autoencoder.pt"
+) -> list[float]:
     """The per-step training loss of ``cfg``'s run (written when training finishes)."""
-    return read_history(work_root, run_key(cfg))
+    return read_history(work_root, run_key(cfg, autoencoder_path))
 
 
 def main(argv: list[str] | None = None) -> None:

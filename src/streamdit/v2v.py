@@ -98,7 +98,7 @@ class VideoToVideo:
         sampler.x[:, K:] = torch.where(held, interpolate(x_in, self.noise, t), sampler.x[:, K:])
 
     def chunks(self) -> Iterator[torch.Tensor]:
-        """Re-generated chunks ``[b, c, channels, h, w]``: as many frames as the input has, in order
+        """Re-generated (decoded) chunks ``[b, c, 3, H, W]``: as many frames as the input has, in order
         (the last chunk is cut short where the input ends)."""
         c, out = self.sampler.scheme.c, 0
         while self.length is None or out < self.length:

@@ -249,9 +249,10 @@ def _background(name: str, frames: int, resolution: int) -> np.ndarray:
 
 
 def subsamples(resolution: int) -> int:
-    """Sub-pixels per pixel side: 4 up to 32 px, fewer above (2 at 64 px), so that a frame side always
-    holds at least 128 sub-pixels and rendering cost stops growing with the square of 4 x resolution."""
-    return max(1, min(SUBSAMPLES, 128 // resolution))
+    """Sub-pixels per pixel side: 4 up to 32 px, fewer above (2 at 64 px): the largest power of two (a
+    divisor of QUANT, so sub-pixel centres stay exact) up to 128 / resolution, which leaves every frame
+    side at least 64 sub-pixels and stops rendering cost from growing with the square of 4 x resolution."""
+    return min(SUBSAMPLES, 1 << max(0, (128 // resolution).bit_length() - 1))
 
 
 def _render_chunk(scene: SceneSpec, start: int, frames: int, resolution: int) -> np.ndarray:
