@@ -7,6 +7,7 @@ import torch
 from test_model import _inputs, _trained_like
 
 from streamdit.acceleration import autocast, compile_model
+from streamdit.autoencoder import AutoencoderConfig, WorldAutoencoder
 from streamdit.config import TrainConfig
 from streamdit.model import TINY
 from streamdit.params import parse_overrides
@@ -33,7 +34,10 @@ def test_bf16_autocast_forward_is_close_to_fp32():
 
 
 def test_bf16_stream_is_close_to_fp32_stream():
+    """The latent buffer and its decoder both run under autocast; the decoded frames stay close."""
     model = _trained_like(CFG, std=0.2)
+    torch.manual_seed(0)
+    space = WorldAutoencoder(AutoencoderConfig(resolution=64, latent_channels=CFG.channels, widths=(8, 16)))
     text = TextEmbedding(
         torch.randn(2, 5, CFG.text_dim), torch.ones(2, 5, dtype=torch.bool), torch.randn(2, 384)
     )
@@ -46,10 +50,11 @@ def test_bf16_stream_is_close_to_fp32_stream():
             cfg_scale=3.0,
             generator=torch.Generator().manual_seed(0),
             precision=precision,
+            space=space.eval(),
         ).take(12)
         for precision in ("fp32", "bf16")
     }
-    assert frames["bf16"].dtype == torch.float32  # the buffer stays in float32
+    assert frames["bf16"].dtype == torch.float32 and frames["bf16"].shape == (2, 12, 3, 64, 64)
     assert 0 < _relative_error(frames["bf16"], frames["fp32"]) < 5e-2
 
 

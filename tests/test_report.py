@@ -87,3 +87,14 @@ def test_without_the_paired_comparison_no_baseline_claim_is_made():
     distill = {"teacher_scheme": "K0-N2-c4-s8", "student_scheme": "K0-N2-c4-s1"}
     lines = claim_lines({"rows": []}, evaluation(1.0, 1.0, 1.0), evaluation(1.0, 2.0, 1.0), distill)
     assert not any("beats" in line or "drift" in line for line in lines)
+
+
+def test_the_latent_space_section_shows_what_decoding_loses():
+    from streamdit.report import autoencoder_lines
+
+    test = {"psnr_db": 29.57, "clips": 200, "accuracy_real": {"shape": 0.985, "colour": 1.0},
+            "accuracy_decoded": {"shape": 0.6675, "colour": 1.0}}  # fmt: skip
+    lines = autoencoder_lines({"kind": "world", "latent_shape": [8, 8, 8], "test": test})
+    assert "29.6 dB" in lines[2] and "8x8x8" in lines[2]
+    assert lines[4] == "| clips | shape | colour |"
+    assert lines[6:8] == ["| real | 0.985 | 1.000 |", "| decoded | 0.667 | 1.000 |"]

@@ -35,6 +35,7 @@ BASELINES = ("uniform_extension", "uniform_clips", "fifo", "diffusion_forcing")
 PAPER_FPS = 16.0
 FIGURES = (
     ("World classifier accuracy on real clips", "evaluators/evaluators.png"),
+    ("Autoencoder: real test clips above their reconstructions", "autoencoder/test_reconstruction.png"),
     ("Drift over long streams, teacher", "evaluation/drift.png"),
     ("Quality over stream length, every method", "comparison/quality_over_length.png"),
     ("Sample strips per method (real clip above each generated row)", "comparison/sample_strips.png"),
@@ -132,6 +133,28 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
     return lines
 
 
+def autoencoder_lines(autoencoder: dict) -> list[str]:
+    """The latent space section: what decoding loses on real test clips (PSNR, the world classifier's
+    per-attribute accuracy on real and on reconstructed clips)."""
+    test = autoencoder["test"]
+    names = list(test["accuracy_real"])
+    lines = [
+        "## The latent space",
+        "",
+        f"`metrics/autoencoder.json` (`autoencoder` stage, {autoencoder['kind']} autoencoder, latents "
+        f"{'x'.join(map(str, autoencoder['latent_shape']))} per frame): PSNR of reconstructed test clips "
+        f"{test['psnr_db']:.1f} dB (target 32), and the world classifier's accuracy on the {test['clips']} "
+        "real test clips and on their reconstructions (target: within 1 point on every attribute).",
+        "",
+        "| clips | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+        "| real | " + " | ".join(f"{test['accuracy_real'][n]:.3f}" for n in names) + " |",
+        "| decoded | " + " | ".join(f"{test['accuracy_decoded'][n]:.3f}" for n in names) + " |",
+        "",
+    ]
+    return lines
+
+
 def _frames_line(cfg) -> str:
     """What the buffer's frames are: latents of the world's frames, or pixels."""
     m, res = cfg.model, cfg.data.resolution
@@ -159,14 +182,16 @@ def write_study_report(
 ) -> Path:
     """Write ``reports_dir/README.md`` from ``metrics_dir``'s JSON; returns its path.
 
-    Reads ``data``, ``train``, ``evaluators``, ``evaluate``, ``distill``, ``evaluate_student`` and
-    ``comparison`` JSON (and ``methods_train/<method>.json`` for each method's training time)."""
+    Reads ``data``, ``train``, ``evaluators``, ``autoencoder``, ``evaluate``, ``distill``,
+    ``evaluate_student`` and ``comparison`` JSON (and ``methods_train/<method>.json`` for each method's
+    training time)."""
     metrics_dir, reports_dir = Path(metrics_dir), Path(reports_dir)
     cfg = load_config(params_file, profile)
     raw = yaml.safe_load(Path(params_file).read_text())
     data = _read(metrics_dir / "data.json")
     train = _read(metrics_dir / "train.json")
     evaluators = _read(metrics_dir / "evaluators.json")
+    autoencoder = _read(metrics_dir / "autoencoder.json")
     teacher = _read(metrics_dir / "evaluate.json")
     student = _read(metrics_dir / "evaluate_student.json")
     distill = _read(metrics_dir / "distill.json")["distill"]
@@ -281,6 +306,7 @@ def write_study_report(
             caption_rows(teacher, "teacher") + caption_rows(student, "student", real=False), CAPTION_COLUMNS
         ),
         "",
+        *autoencoder_lines(autoencoder),
         "## Latency",
         "",
         "One stream (batch 1) on the evaluation device; `ttff_s`: time to the first frame (start-up "
