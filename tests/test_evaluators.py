@@ -18,7 +18,14 @@ from streamdit.clip import (
     own_clip_scorer,
 )
 from streamdit.data import clip_batch, generate_dataset, load_split
-from streamdit.evaluator_training import FreshScenes, train_clip, train_video_encoder
+from streamdit.evaluator_training import (
+    FreshScenes,
+    degrade,
+    halve,
+    soften,
+    train_clip,
+    train_video_encoder,
+)
 from streamdit.evaluators import (
     ATTRIBUTES,
     OBJECT_ATTRIBUTES,
@@ -171,9 +178,38 @@ def test_fresh_scenes_are_new_deterministic_and_resume_exactly(world):
     assert ("red", "triangle") in pairs  # the held-out pairs are drawn too
 
 
+def test_softening_and_halving_keep_flat_frames_and_blur_edges():
+    flat = torch.full((2, 3, 3, 8, 8), 0.25)
+    torch.testing.assert_close(soften(flat, 0.8), flat)
+    torch.testing.assert_close(halve(flat), flat)
+    edge = torch.full((1, 1, 3, 8, 8), -1.0)
+    edge[..., 4:] = 1.0  # a vertical edge between columns 3 and 4
+    for soft in (soften(edge, 0.8), halve(edge)):
+        row = soft[0, 0, 0, 0]
+        assert soft.shape == edge.shape and -1 < row[3] < row[4] < 1  # softened across the edge
+        assert torch.all(row[1:] >= row[:-1])  # still monotone
+        torch.testing.assert_close(soft[..., 0], edge[..., 0])  # far from the edge: unchanged
+
+
+def test_degrade_is_seeded_per_clip_and_spares_a_fraction():
+    import random
+
+    clips = torch.rand(64, 2, 3, 8, 8) * 2 - 1
+    a, b = degrade(clips, random.Random(3), 0.5), degrade(clips, random.Random(3), 0.5)
+    assert torch.equal(a, b) and a.shape == clips.shape and a.abs().max() <= 1
+    kept = [torch.equal(x, y) for x, y in zip(a, clips, strict=True)]
+    assert 16 < sum(kept) < 48  # about half the clips untouched
+    assert torch.equal(degrade(clips, random.Random(3), 0.0), clips)
+    with pytest.raises(ValueError, match="degraded"):
+        train_video_encoder("unused", steps=1, batch_size=1, lr=1e-3, seed=0, degraded=1.5)
+
+
 def test_train_video_encoder_reports_every_split_and_round_trips(world, tmp_path):
     model, metrics = train_video_encoder(world, steps=3, batch_size=4, lr=1e-3, seed=0, cfg=TINY_ENCODER)
     assert metrics["steps"] == 3 and np.isfinite(metrics["loss_last"]) and metrics["clips_seen"] == 12
+    robust = metrics["robustness"]
+    assert robust["split"] == "val" and robust["clips"] == 12
+    assert set(robust["softened"]) == set(robust["halved"]) == set(ATTRIBUTES)
     assert metrics["features"] == "world-classifier-12"
     for split, n in (("val", 12), ("test", 10), ("heldout", 2)):
         assert metrics[split]["clips"] == n and set(metrics[split]["accuracy"]) == set(ATTRIBUTES)
@@ -198,6 +234,13 @@ def test_a_killed_classifier_run_resumes_to_the_same_weights(world, tmp_path):
     assert train_video_encoder(world, **common, work_root=tmp_path, checkpoint_every=1, stop_after=2) is None
     (checkpoint,) = tmp_path.glob("*/checkpoint.pt")
     assert torch.load(checkpoint, weights_only=False)["step"] == 2
+    resumed, _ = train_video_encoder(world, **common, work_root=tmp_path, checkpoint_every=1)
+    for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    # Degraded clips resume exactly too (their draws come from the scenes' saved state).
+    common["degraded"] = 0.5
+    whole, _ = train_video_encoder(world, **common)
+    assert train_video_encoder(world, **common, work_root=tmp_path, checkpoint_every=1, stop_after=2) is None
     resumed, _ = train_video_encoder(world, **common, work_root=tmp_path, checkpoint_every=1)
     for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(p, q)

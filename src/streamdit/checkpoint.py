@@ -55,7 +55,9 @@ def load_space(path: str | Path, device: str = "cpu") -> nn.Module:
     """The space (``autoencoder.py``) the model in the model file ``path`` denoises in, on ``device``."""
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
     if "space" not in state:
-        raise ValueError(f"{path} records no space (autoencoder); it is not a model file of this version")
+        raise ValueError(
+            f"{path} records no space (autoencoder), which every model file of save_model has; train it again"
+        )
     return space_from_record(state["space"]).to(device)
 
 

@@ -278,6 +278,7 @@ class EvaluatorConfig:
     encoder_steps: int = 1200
     encoder_batch_size: int = 32
     encoder_lr: float = 0.002
+    encoder_degraded: float = 0.75  # fraction of the classifier's clips softened or halved, and noised
     clip_steps: int = 1000
     clip_batch_size: int = 64
     clip_lr: float = 0.001
@@ -292,6 +293,8 @@ class EvaluatorConfig:
             raise ValueError(
                 f"evaluators.clip_batch_size must be >= 2 (contrastive), got {self.clip_batch_size}"
             )
+        if not 0 <= self.encoder_degraded <= 1:
+            raise ValueError(f"evaluators.encoder_degraded must be in [0, 1], got {self.encoder_degraded}")
         if self.encoder_lr <= 0 or self.clip_lr <= 0:
             raise ValueError(
                 f"evaluators.encoder_lr and clip_lr must be > 0, got {self.encoder_lr}, {self.clip_lr}"
@@ -312,6 +315,7 @@ class AutoencoderTrainConfig:
     lr: float = 0.002
     warmup_steps: int = 50
     latent_penalty: float = 0.0001  # weight of the mean squared raw latent: keeps latents well scaled
+    edge_weight: float = 4.0  # extra weight of the squared error at edge pixels (shapes live there)
     checkpoint_every: int = 100
     seed: int = 3
     device: str = "auto"
@@ -320,10 +324,10 @@ class AutoencoderTrainConfig:
         for name in ("latent_channels", "steps", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"autoencoder.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.latent_penalty < 0 or self.warmup_steps < 0:
+        if self.lr <= 0 or self.latent_penalty < 0 or self.warmup_steps < 0 or self.edge_weight < 0:
             raise ValueError(
-                f"autoencoder.lr must be > 0, latent_penalty and warmup_steps >= 0; got {self.lr}, "
-                f"{self.latent_penalty}, {self.warmup_steps}"
+                f"autoencoder.lr must be > 0, latent_penalty, warmup_steps and edge_weight >= 0; got "
+                f"{self.lr}, {self.latent_penalty}, {self.warmup_steps}, {self.edge_weight}"
             )
         check_device(self.device)
 

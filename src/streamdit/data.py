@@ -188,11 +188,13 @@ class LatentClips(WorldClips):
 AUTOENCODER_RECORD = "autoencoder.sha1"  # beside the cached latents: the SHA-1 of the autoencoder file
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-1 of an autoencoder file's bytes: what identifies it, and the latents it encoded."""
+def file_digest(path: str | Path, stage: str = "autoencoder") -> str:
+    """SHA-1 of a file's bytes (an autoencoder or model file): what identifies it in a run's key, and
+    the autoencoder behind cached latents. ``stage``: the dvc stage that writes the file (the error's
+    hint when it is missing)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no autoencoder at {path}; train it first (dvc repro autoencoder)")
+        raise FileNotFoundError(f"no file at {path}; write it first (dvc repro {stage})")
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 

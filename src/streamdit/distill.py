@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import torch
@@ -31,7 +30,7 @@ from torch import nn
 from streamdit.acceleration import resolve_device
 from streamdit.checkpoint import load_model, load_space, save_model
 from streamdit.config import Config, DistillConfig
-from streamdit.data import Batches, training_clips
+from streamdit.data import Batches, file_digest, training_clips
 from streamdit.flow import flow_matching_loss, interpolate
 from streamdit.optim import optimiser_step
 from streamdit.runs import Run, config_hash, read_history
@@ -116,7 +115,7 @@ def distill_key(cfg: Config, dcfg: DistillConfig, teacher_path: str | Path) -> s
     """A short hash of what determines the student: data, text, seed, distillation settings and the
     teacher file's bytes (a retrained teacher never resumes a stale student)."""
     d = cfg.to_dict()
-    teacher_hash = hashlib.sha1(Path(teacher_path).read_bytes()).hexdigest()
+    teacher_hash = file_digest(teacher_path, stage="train")
     relevant = {k: d[k] for k in ("seed", "data_dir", "data", "text")}
     return config_hash({**relevant, "distill": dataclasses.asdict(dcfg), "teacher": teacher_hash})
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from open_clip.loss import ClipLoss
 
 from streamdit.acceleration import resolve_device
@@ -32,7 +34,7 @@ from streamdit.evaluators import (
 )
 from streamdit.plots import plot_evaluators
 from streamdit.runs import Run, config_hash
-from streamdit.video import from_uint8
+from streamdit.video import from_uint8, to_uint8
 from streamdit.world import SceneSpec, WorldConfig, render, sample_scene, scene_from_dict
 
 
@@ -47,9 +49,12 @@ def evaluator_run(
     seed: int,
     progress: bool,
     checkpoint_every: int = 100,
+    **extra,
 ) -> Run:
-    """The ``runs.Run`` of one evaluator's training, keyed by the world it trains on and its settings."""
+    """The ``runs.Run`` of one evaluator's training, keyed by the world it trains on and its settings
+    (``extra``: further settings of that evaluator's loop)."""
     settings = {"world": world_settings(data_dir), "cfg": asdict(cfg), "steps": steps, "lr": lr, "seed": seed}
+    settings.update(extra)
     key = config_hash({**settings, "batch_size": batch_size, "evaluator": desc})
     return Run(work_root, key, steps=steps, desc=desc, section="evaluators", batch_size=batch_size,
                progress=progress, checkpoint_every=checkpoint_every)  # fmt: skip
@@ -83,6 +88,69 @@ class FreshScenes:
         self.rng.setstate(state["rng"])
 
 
+def soften(clips: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Clips ``[n, f, c, h, w]`` blurred per frame by a Gaussian of ``sigma`` pixels (5 taps, separable,
+    edges replicated): the soft edges of decoded or generated frames."""
+    taps = torch.arange(-2, 3, dtype=clips.dtype, device=clips.device)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    n, c = clips.shape[0], clips.shape[2]
+    x = rearrange(clips, "n f c h w -> (n f) c h w")
+    x = F.conv2d(
+        F.pad(x, (2, 2, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c
+    )
+    x = F.conv2d(
+        F.pad(x, (0, 0, 2, 2), mode="replicate"), kernel.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c
+    )
+    return rearrange(x, "(n f) c h w -> n f c h w", n=n)
+
+
+def halve(clips: torch.Tensor) -> torch.Tensor:
+    """Clips ``[n, f, c, h, w]`` at half resolution (2x2 means) scaled back up bilinearly: detail lost
+    below two pixels, as a decoder that draws at a coarser grid loses it."""
+    n = clips.shape[0]
+    x = F.avg_pool2d(rearrange(clips, "n f c h w -> (n f) c h w"), 2)
+    x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    return rearrange(x, "(n f) c h w -> n f c h w", n=n)
+
+
+def degrade(clips: torch.Tensor, rng: random.Random, prob: float) -> torch.Tensor:
+    """Each clip ``[f, c, h, w]`` of ``clips``, with probability ``prob``, softened (sigma drawn in
+    [0.3, 1.2] px) or, a third of those times, halved, then given light Gaussian noise (std drawn in
+    [0, 0.05]); the same to every frame of a clip. Rendered frames have exact edges; generated and
+    decoded ones do not, and the classifier must judge their attributes, not their sharpness.
+    Deterministic given the state of ``rng``."""
+    out = []
+    for clip in clips:
+        if rng.random() >= prob:
+            out.append(clip)
+            continue
+        soft = halve(clip[None]) if rng.random() < 1 / 3 else soften(clip[None], rng.uniform(0.3, 1.2))
+        noise = torch.Generator().manual_seed(rng.getrandbits(62))
+        std = rng.uniform(0.0, 0.05)
+        out.append((soft[0] + std * torch.randn(clip.shape, generator=noise)).clamp(-1, 1))
+    return torch.stack(out)
+
+
+SOFTENED_SIGMA = 0.7  # the robustness check's blur: about a 1-2-1 kernel
+
+
+def robustness(model: VideoEncoder, data_dir: str | Path, split: str = "val") -> dict:
+    """``attribute_accuracy`` on the real clips of ``split`` softened (sigma ``SOFTENED_SIGMA``) and
+    halved (``halve``), each clip quantised back to uint8: what a judge of generated frames must
+    survive."""
+    clips, records = load_split(data_dir, split)
+    scenes = [scene_from_dict(r["scene"]) for r in records]
+    out = {}
+    for name, change in (("softened", lambda x: soften(x, SOFTENED_SIGMA)), ("halved", halve)):
+        changed = []
+        for start in range(0, len(clips), 64):
+            x = torch.stack([from_uint8(np.asarray(c)) for c in clips[start : start + 64]])
+            changed += [to_uint8(v) for v in change(x)]
+        out[name] = attribute_accuracy(model, np.stack(changed), scenes)
+    return {"split": split, "clips": len(scenes), **out}
+
+
 def heldout_accuracy(model: VideoEncoder, data_dir: str | Path, splits: tuple[str, ...]) -> dict:
     """``attribute_accuracy`` and the majority baseline on each of the real ``splits``."""
     out = {}
@@ -110,19 +178,25 @@ def train_video_encoder(
     work_root: str | Path | None = None,
     checkpoint_every: int = 100,
     stop_after: int | None = None,
+    degraded: float = 0.0,
 ) -> tuple[VideoEncoder, dict] | None:
     """Train the world classifier (``VideoEncoder``) on ``FreshScenes`` of the data folder's world with
-    ``classifier_loss``, AdamW and a cosine learning rate.
+    ``classifier_loss``, AdamW and a cosine learning rate; a ``degraded`` fraction of its clips softened
+    or halved and noised (``degrade``).
 
     ``work_root``: where the run's checkpoints go (``runs.Run``: a killed run resumes), every
     ``checkpoint_every`` steps; None keeps nothing on disk. ``stop_after`` ends this call after that
     many steps, as a kill would (None is returned). Returns the model (eval mode) and metrics:
     per-attribute accuracy
     (``attribute_hits``) next to the majority baseline on the real val, test and held-out-pair splits,
-    none of which it trained on, the last loss (sum over attributes) and seconds.
+    none of which it trained on, its accuracy on softened and halved val clips (``robustness``), the
+    last loss (sum over attributes) and seconds.
     """
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
+    if steps < 1 or batch_size < 1 or lr <= 0 or not 0 <= degraded <= 1:
+        raise ValueError(
+            f"need steps >= 1, batch_size >= 1, lr > 0, 0 <= degraded <= 1; got {steps}, {batch_size}, {lr}, "
+            f"{degraded}"
+        )
     scenes = FreshScenes(data_dir, seed)
     world = scenes.world
     cfg = cfg or VideoEncoderConfig(frames=world.frames_per_clip, resolution=world.resolution)
@@ -131,13 +205,26 @@ def train_video_encoder(
     lr_decay = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
     )
+    extra = {"degraded": degraded} if degraded else {}  # 0: the key of a run without degradation
     run = evaluator_run(
-        work_root, "world classifier", data_dir, cfg, steps, batch_size, lr, seed, progress, checkpoint_every
+        work_root,
+        "world classifier",
+        data_dir,
+        cfg,
+        steps,
+        batch_size,
+        lr,
+        seed,
+        progress,
+        checkpoint_every,
+        **extra,
     )
     run.resume(model=model, opt=opt, lr_decay=lr_decay, scenes=scenes)
     model.train()
     for _ in run.steps(stop_after):
         clips, batch = scenes.draw(batch_size)
+        if degraded:
+            clips = degrade(clips, scenes.rng, degraded)
         labels = {name: value.to(device) for name, value in scene_labels(batch).items()}
         loss = classifier_loss(model(clips.to(device)), labels)
         opt.zero_grad(set_to_none=True)
@@ -154,6 +241,8 @@ def train_video_encoder(
         "loss_last": run.history[-1],
         "seconds": round(run.elapsed, 1),
         **heldout_accuracy(model.cpu(), data_dir, ("val", "test", "heldout")),
+        "degraded": degraded,
+        "robustness": robustness(model, data_dir),
         "features": f"world-classifier-{cfg.feature_dim}",
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -234,8 +323,9 @@ def train_evaluators(
     device = resolve_device(ec.device)
     common = {"seed": ec.seed, "device": device, "progress": progress, "work_root": work_root}
     encoder, encoder_metrics = train_video_encoder(
-        cfg.data_dir, steps=ec.encoder_steps, batch_size=ec.encoder_batch_size, lr=ec.encoder_lr, **common
-    )
+        cfg.data_dir, steps=ec.encoder_steps, batch_size=ec.encoder_batch_size, lr=ec.encoder_lr,
+        degraded=ec.encoder_degraded, **common,
+    )  # fmt: skip
     save_evaluator(encoder, encoder.cfg, out_dir / "video_encoder.pt")
     scorer, clip_metrics = train_clip(
         cfg.data_dir, steps=ec.clip_steps, batch_size=ec.clip_batch_size, lr=ec.clip_lr, **common
