@@ -130,13 +130,14 @@ def test_edges_mark_both_sides_of_a_colour_change_and_weigh_the_loss():
     x[:, 0, 2:4, 2:4] = 1.0  # a red 2x2 square
     edges = edge_map(x)[0, 0]
     assert edges.shape == (6, 6) and edges[2:4, 2:4].all() and edges[1, 2] and edges[2, 1]
+    assert edges.sum() == 12  # the 4 pixels inside and the 8 that share a side with them
     assert edges[0, 0] == 0 and edges[1, 1] == 0  # diagonal neighbours do not count
     decoded = x.clone()
     decoded[:, :, 0, 0] += 0.5  # an error on a flat pixel ...
     flat = reconstruction_loss(decoded, x, 4.0)
     decoded = x.clone()
     decoded[:, :, 2, 2] += 0.5  # ... weighs less than the same error on an edge pixel
-    assert reconstruction_loss(decoded, x, 4.0) > flat
+    assert reconstruction_loss(decoded, x, 4.0).item() == pytest.approx(5 * flat.item())
     assert reconstruction_loss(decoded, x, 0.0) == pytest.approx((decoded - x).pow(2).mean().item())
 
 

@@ -68,3 +68,10 @@ def test_schemes_must_fit_the_buffer():
         load_config(PARAMS, "smoke", overrides={"sample": {"scheme": [0, 4, 4, 4]}})
     with pytest.raises(ValueError, match="scheme_probs has 1 entries for 4 schemes"):
         load_config(PARAMS, "smoke", overrides={"train": {"scheme_probs": [1.0]}})
+
+
+def test_degradation_and_edge_weights_out_of_range_are_named():
+    with pytest.raises(ValueError, match=r"evaluators.encoder_degraded must be in \[0, 1\], got 1.5"):
+        load_config(PARAMS, "smoke", overrides={"evaluators": {"encoder_degraded": 1.5}})
+    with pytest.raises(ValueError, match="edge_weight >= 0; got .*-1.0"):
+        load_config(PARAMS, "smoke", overrides={"autoencoder": {"edge_weight": -1.0}})

@@ -191,7 +191,7 @@ def test_softening_and_halving_keep_flat_frames_and_blur_edges():
         torch.testing.assert_close(soft[..., 0], edge[..., 0])  # far from the edge: unchanged
 
 
-def test_degrade_is_seeded_per_clip_and_spares_a_fraction():
+def test_degrade_repeats_with_its_random_state_and_spares_a_fraction():
     import random
 
     clips = torch.rand(64, 2, 3, 8, 8) * 2 - 1
@@ -210,6 +210,7 @@ def test_train_video_encoder_reports_every_split_and_round_trips(world, tmp_path
     robust = metrics["robustness"]
     assert robust["split"] == "val" and robust["clips"] == 12
     assert set(robust["softened"]) == set(robust["halved"]) == set(ATTRIBUTES)
+    assert all(0 <= v <= 1 for name in ("softened", "halved") for v in robust[name].values())
     assert metrics["features"] == "world-classifier-12"
     for split, n in (("val", 12), ("test", 10), ("heldout", 2)):
         assert metrics[split]["clips"] == n and set(metrics[split]["accuracy"]) == set(ATTRIBUTES)
@@ -239,7 +240,9 @@ def test_a_killed_classifier_run_resumes_to_the_same_weights(world, tmp_path):
         torch.testing.assert_close(p, q)
     # Degraded clips resume exactly too (their draws come from the scenes' saved state).
     common["degraded"] = 0.5
+    sharp = whole
     whole, _ = train_video_encoder(world, **common)
+    assert not all(torch.equal(p, q) for p, q in zip(sharp.parameters(), whole.parameters(), strict=True))
     assert train_video_encoder(world, **common, work_root=tmp_path, checkpoint_every=1, stop_after=2) is None
     resumed, _ = train_video_encoder(world, **common, work_root=tmp_path, checkpoint_every=1)
     for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):

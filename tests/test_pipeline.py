@@ -149,6 +149,7 @@ def test_evaluation_and_distillation_metrics(smoke_repo):
     assert math.isfinite(teacher["real"]["fvd"]) and student["real"] == teacher["real"]
     assert set(student["paired_vs_teacher"]) >= {"caption_mean", "subject_consistency", "fvd", "kid"}
     assert {"drift", "heldout"} <= set(teacher) and evaluators["video_encoder"]["test"]["clips"] == 200
+    assert evaluators["video_encoder"]["robustness"]["clips"] == 200
     # guided teacher (4, 8): 2 calls per frame x 2 passes; unguided student (4, 1): 1 call per 4 frames
     assert teacher["schemes"]["K0-N2-c4-s8"]["latency"]["nfe_per_frame"] == 4.0
     assert student["schemes"]["K0-N2-c4-s1"]["latency"]["nfe_per_frame"] == 0.25

@@ -98,3 +98,13 @@ def test_the_latent_space_section_shows_what_decoding_loses():
     assert "29.6 dB" in lines[2] and "8x8x8" in lines[2]
     assert lines[4] == "| clips | shape | colour |"
     assert lines[6:8] == ["| real | 0.985 | 1.000 |", "| decoded | 0.667 | 1.000 |"]
+
+
+def test_the_run_section_says_how_the_classifier_was_trained_and_what_it_survives():
+    from streamdit.report import robustness_text
+
+    robust = {"split": "val", "clips": 200, "softened": {"shape": 0.97}, "halved": {"shape": 0.955}}
+    text = robustness_text({"video_encoder": {"degraded": 0.75, "robustness": robust}})
+    assert "75% of its clips softened or halved" in text
+    assert "softened 0.970 and halved 0.955 val clips" in text
+    assert "exact edges only" in robustness_text({"video_encoder": {"degraded": 0.0, "robustness": robust}})

@@ -133,14 +133,18 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
     return lines
 
 
-def _robustness_text(evaluators: dict) -> str:
-    """The classifier's shape accuracy on softened and halved val clips, when the stage measured it."""
-    robust = evaluators["video_encoder"].get("robustness")
-    if not robust:
-        return ""
+def robustness_text(evaluators: dict) -> str:
+    """How the classifier was trained to look past sharpness, and its shape accuracy on softened and
+    halved clips (``evaluator_training.robustness``)."""
+    encoder = evaluators["video_encoder"]
+    robust, share = encoder["robustness"], encoder["degraded"]
+    trained = (
+        f"trained with {100 * share:.0f}% of its clips softened or halved"
+        if share
+        else "trained on exact edges only"
+    )
     return (
-        f" (trained with {100 * evaluators['video_encoder']['degraded']:.0f}% of its clips softened or "
-        f"halved; shape accuracy on softened {robust['softened']['shape']:.3f} and halved "
+        f" ({trained}; shape accuracy on softened {robust['softened']['shape']:.3f} and halved "
         f"{robust['halved']['shape']:.3f} {robust['split']} clips)"
     )
 
@@ -248,7 +252,9 @@ def write_study_report(
         f"({train['samples_per_second']} samples/s), loss {train['loss_first']:.3f} -> "
         f"{train['loss_last']:.3f}. Distillation: {distill['steps']} steps in "
         f"{distill['distill_seconds'] / 60:.1f} min. Evaluators: the world classifier's accuracy on real "
-        "test clips " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) + _robustness_text(evaluators)
+        "test clips "
+        + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items())
+        + robustness_text(evaluators)
         + "; CLIP top-1 retrieval "
         f"{evaluators['clip']['test_retrieval']['top1']:.2f}.",
     ]
