@@ -22,7 +22,7 @@ from open_clip.loss import ClipLoss
 from streamdit.acceleration import resolve_device
 from streamdit.checkpoint import save_evaluator
 from streamdit.clip import ClipConfig, ClipScorer, build_clip, clip_retrieval, own_clip_scorer
-from streamdit.data import load_split, world_settings
+from streamdit.data import clip_batch, load_split, world_settings
 from streamdit.evaluators import (
     VideoEncoder,
     VideoEncoderConfig,
@@ -89,29 +89,30 @@ class FreshScenes:
 
 
 def soften(clips: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Clips ``[n, f, c, h, w]`` blurred per frame by a Gaussian of ``sigma`` pixels (5 taps, separable,
-    edges replicated): the soft edges of decoded or generated frames."""
+    """Clips ``[b, f, c, h, w]`` blurred per frame by a Gaussian of ``sigma`` pixels truncated to 5 taps
+    (separable, edges replicated): the soft edges of decoded or generated frames."""
     taps = torch.arange(-2, 3, dtype=clips.dtype, device=clips.device)
     kernel = torch.exp(-(taps**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
-    n, c = clips.shape[0], clips.shape[2]
-    x = rearrange(clips, "n f c h w -> (n f) c h w")
+    b, c = clips.shape[0], clips.shape[2]
+    x = rearrange(clips, "b f c h w -> (b f) c h w")
     x = F.conv2d(
         F.pad(x, (2, 2, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c
     )
     x = F.conv2d(
         F.pad(x, (0, 0, 2, 2), mode="replicate"), kernel.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c
     )
-    return rearrange(x, "(n f) c h w -> n f c h w", n=n)
+    return rearrange(x, "(b f) c h w -> b f c h w", b=b)
 
 
 def halve(clips: torch.Tensor) -> torch.Tensor:
-    """Clips ``[n, f, c, h, w]`` at half resolution (2x2 means) scaled back up bilinearly: detail lost
-    below two pixels, as a decoder that draws at a coarser grid loses it."""
-    n = clips.shape[0]
-    x = F.avg_pool2d(rearrange(clips, "n f c h w -> (n f) c h w"), 2)
-    x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-    return rearrange(x, "(n f) c h w -> n f c h w", n=n)
+    """Clips ``[b, f, c, h, w]`` at half resolution (2x2 means; an odd last row or column is dropped)
+    scaled back up bilinearly to ``h x w``: detail lost below two pixels, as a decoder that draws at a
+    coarser grid loses it."""
+    b, size = clips.shape[0], clips.shape[-2:]
+    x = F.avg_pool2d(rearrange(clips, "b f c h w -> (b f) c h w"), 2)
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return rearrange(x, "(b f) c h w -> b f c h w", b=b)
 
 
 def degrade(clips: torch.Tensor, rng: random.Random, prob: float) -> torch.Tensor:
@@ -145,7 +146,7 @@ def robustness(model: VideoEncoder, data_dir: str | Path, split: str = "val") ->
     for name, change in (("softened", lambda x: soften(x, SOFTENED_SIGMA)), ("halved", halve)):
         changed = []
         for start in range(0, len(clips), 64):
-            x = torch.stack([from_uint8(np.asarray(c)) for c in clips[start : start + 64]])
+            x = clip_batch(clips, list(range(start, min(start + 64, len(clips)))))
             changed += [to_uint8(v) for v in change(x)]
         out[name] = attribute_accuracy(model, np.stack(changed), scenes)
     return {"split": split, "clips": len(scenes), **out}
@@ -207,18 +208,9 @@ def train_video_encoder(
     )
     extra = {"degraded": degraded} if degraded else {}  # 0: the key of a run without degradation
     run = evaluator_run(
-        work_root,
-        "world classifier",
-        data_dir,
-        cfg,
-        steps,
-        batch_size,
-        lr,
-        seed,
-        progress,
-        checkpoint_every,
-        **extra,
-    )
+        work_root, "world classifier", data_dir, cfg, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+        progress=progress, checkpoint_every=checkpoint_every, **extra,
+    )  # fmt: skip
     run.resume(model=model, opt=opt, lr_decay=lr_decay, scenes=scenes)
     model.train()
     for _ in run.steps(stop_after):
@@ -234,13 +226,13 @@ def train_video_encoder(
         run.record(loss.detach().item())
     if not run.finished:
         return None
-    model.eval()
+    model.eval().cpu()
     metrics = {
         "steps": steps,
         "clips_seen": steps * batch_size,
         "loss_last": run.history[-1],
         "seconds": round(run.elapsed, 1),
-        **heldout_accuracy(model.cpu(), data_dir, ("val", "test", "heldout")),
+        **heldout_accuracy(model, data_dir, ("val", "test", "heldout")),
         "degraded": degraded,
         "robustness": robustness(model, data_dir),
         "features": f"world-classifier-{cfg.feature_dim}",
