@@ -24,7 +24,13 @@ from test_sampling import FakeModel, text
 from streamdit.config import TrainConfig, load_config
 from streamdit.methods import method_config
 from streamdit.sampling import StreamSampler
-from streamdit.schedule import Scheme, buffer_levels, offset_from_unit, sample_training_levels
+from streamdit.schedule import (
+    Scheme,
+    buffer_levels,
+    offset_from_unit,
+    sample_training_levels,
+    segment_levels,
+)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -207,6 +213,7 @@ class TrainingDraw:
     startup_prob: float
     shift: float
     independent: bool = False  # level_mode independent: each frame's level on its own
+    segments: bool = False  # level_mode segments: a steady sample's chunks each inside their own segment
 
 
 def drawable(levels: torch.Tensor, draw: TrainingDraw) -> bool:
@@ -228,6 +235,8 @@ def drawable(levels: torch.Tensor, draw: TrainingDraw) -> bool:
         if prob == 0 or scheme.B != len(t):
             continue
         index = t / (draw.shift - (draw.shift - 1) * t) * scheme.T
+        if draw.segments and draw.startup_prob < 1 and in_segments(index, scheme):
+            return True
         chunk = (torch.arange(scheme.B) - scheme.K).div(scheme.c, rounding_mode="floor")
         implied = ((chunk + 1) * scheme.s - index)[scheme.K :]
         for started, p in ((True, 1 - draw.startup_prob), (False, draw.startup_prob)):
@@ -241,6 +250,18 @@ def drawable(levels: torch.Tensor, draw: TrainingDraw) -> bool:
             if ((candidates - t).abs() <= 1e-5).all(dim=-1).any():
                 return True
     return False
+
+
+def in_segments(index: torch.Tensor, scheme: Scheme) -> bool:
+    """Whether grid indices ``[B]`` are a steady segments draw: reference frames at 0, every chunk's
+    frames at one index, chunk j's inside its segment [j s, (j + 1) s] (to 1e-5)."""
+    if scheme.K and not (index[: scheme.K].abs() <= 1e-5).all():
+        return False
+    chunks = index[scheme.K :].view(scheme.N, scheme.c)
+    j = torch.arange(scheme.N, dtype=torch.float64)
+    one_level = ((chunks - chunks[:, :1]).abs() <= 1e-5).all()
+    inside = (chunks[:, 0] >= j * scheme.s - 1e-5) & (chunks[:, 0] <= (j + 1) * scheme.s + 1e-5)
+    return bool(one_level and inside.all())
 
 
 @dataclass(frozen=True)
@@ -267,6 +288,7 @@ def train_draw(tc: TrainConfig) -> TrainingDraw:
         tc.startup_prob,
         tc.time_shift,
         tc.level_mode == "independent",
+        tc.level_mode == "segments",
     )
 
 
@@ -354,6 +376,28 @@ def test_drawable_accepts_training_draws_and_rejects_others():
     assert not drawable(buffer_levels(Scheme(0, 4, 2, 4), 1.0, 3.0), draw)  # another partition
     no_startup = TrainingDraw((Scheme(0, 2, 4, 8),), (1.0,), 0.0, 3.0)
     assert not drawable(buffer_levels(Scheme(0, 2, 4, 8), -2.0, 3.0, started=False), no_startup)
+
+
+def test_segment_draws_cover_the_stream_and_chunks_apart():
+    """Eq. 8/9 draws lie in their support, hold every steady stream pattern of the same shift, and also
+    chunks at different places of their segments, which one shared offset never gives."""
+    for scheme in (Scheme(0, 2, 4, 8), Scheme(0, 8, 1, 2), Scheme(4, 1, 4, 16), Scheme(2, 3, 2, 2)):
+        draw = TrainingDraw((scheme,), (1.0,), 0.5, 1.0, segments=True)
+        levels, _, _ = sample_training_levels(
+            [scheme], [1.0], 64, torch.Generator().manual_seed(0), startup_prob=0.5, shift=1.0, segments=True
+        )
+        assert all(drawable(row, draw) for row in levels)
+        for _, pattern in patterns(scheme, 1.0):
+            assert drawable(pattern, draw)
+    scheme = Scheme(0, 2, 4, 8)
+    apart = segment_levels(scheme, torch.tensor([0.1, 0.9]))
+    assert apart.tolist() == pytest.approx([0.1 * 8 / 16] * 4 + [1.9 * 8 / 16] * 4)
+    assert drawable(apart, TrainingDraw((scheme,), (1.0,), 0.5, 1.0, segments=True))
+    assert not drawable(apart, TrainingDraw((scheme,), (1.0,), 0.5, 1.0))  # one shared offset
+    low = segment_levels(scheme, torch.tensor([0.1, 0.2]))  # chunk 1 at 0.6: on the shift-3 grid, segment 0
+    assert not drawable(low, TrainingDraw((scheme,), (1.0,), 0.5, 3.0, segments=True))
+    with pytest.raises(ValueError, match="one draw per chunk"):
+        segment_levels(scheme, torch.rand(3))
 
 
 @pytest.mark.xfail(

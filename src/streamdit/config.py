@@ -73,7 +73,7 @@ class LoopConfig:
         check_device(self.device)
 
 
-LEVEL_MODES = ("schemes", "independent")
+LEVEL_MODES = ("schemes", "segments", "independent")
 
 
 @dataclass
@@ -87,7 +87,8 @@ class TrainConfig(LoopConfig):
         default_factory=lambda: [[0, 8, 1, 2], [0, 4, 2, 4], [0, 2, 4, 8], [0, 1, 8, 16]]
     )
     scheme_probs: list[float] | None = None
-    # "schemes": levels of a scheme drawn from `schemes` (mixed training); "independent": every frame's
+    # "schemes": levels of a scheme drawn from `schemes` at one offset (mixed training); "segments": each
+    # chunk's level drawn inside its own segment (the paper's Eq. 8/9); "independent": every frame's
     # level drawn on its own (Diffusion Forcing); `schemes` then only sets the buffer (B = K + N * c, K = 0).
     level_mode: str = "schemes"
     precision: str = "fp32"  # or "bf16" autocast of the model (acceleration.py)

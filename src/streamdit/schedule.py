@@ -207,13 +207,15 @@ def sample_training_levels(
     generator: torch.Generator,
     startup_prob: float = 0.1,
     shift: float = 1.0,
+    segments: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mixed training (DESIGN.md "Mixed training"): draw a scheme and an offset per sample.
 
     Returns ``levels [batch, B]`` (float32), ``mask [batch, B]`` (frames with a loss) and
     the drawn scheme index ``[batch]``. With probability ``startup_prob`` the sample is a
     stream's start-up (see the module docstring), so the model also learns to start a
-    stream from pure noise.
+    stream from pure noise. ``segments``: a steady sample's chunks each draw their own level inside
+    their own segment (``segment_levels``, the paper's Eq. 8/9) instead of sharing one offset.
     """
     if len(schemes) == 0 or len(schemes) != len(probs):
         raise ValueError(
@@ -229,14 +231,35 @@ def sample_training_levels(
         torch.tensor(probs, dtype=torch.float64), batch, replacement=True, generator=generator
     )
     u, started = draw_positions(batch, generator, startup_prob)
+    if segments:  # one more draw per chunk: its own place inside its own segment
+        per_chunk = torch.rand(batch, max(s.N for s in schemes), generator=generator, dtype=torch.float64)
     levels = torch.empty(batch, B, dtype=torch.float64)
     mask = torch.empty(batch, B, dtype=torch.bool)
     for k, scheme in enumerate(schemes):
         rows = which == k
         offset = offset_from_unit(scheme, u[rows], started[rows])
         levels[rows] = buffer_levels(scheme, offset, shift, started[rows])
+        if segments:
+            steady = rows & started
+            levels[steady] = segment_levels(scheme, per_chunk[steady, : scheme.N], shift)
         mask[rows] = loss_mask(scheme)
     return levels.float(), mask, which
+
+
+def segment_levels(scheme: Scheme, u: torch.Tensor, shift: float = 1.0) -> torch.Tensor:
+    """The paper's Eq. 8/9: chunk j's level at grid index (j + u_j) s, i.e. uniform inside its own
+    segment [j / N, (j + 1) / N] of the grid, independently of the other chunks; reference frames
+    clean. ``u [..., N]`` in [0, 1) -> levels ``[..., B]`` (float64) on the grid of ``shift``.
+
+    The steady stream puts every chunk at (j + 1) s - o for one offset o in [0, s), the special case
+    u_j = 1 - o / s for all j, so every steady pattern the sampler produces is drawn, and so is every
+    pattern with chunks at different places of their segments."""
+    if u.shape[-1] != scheme.N:
+        raise ValueError(f"need one draw per chunk ({scheme.N} for {scheme}), got shape {tuple(u.shape)}")
+    j = torch.arange(scheme.N, dtype=torch.float64)
+    index = ((j + u.double()) * scheme.s).repeat_interleave(scheme.c, dim=-1)  # [..., N * c]
+    refs = torch.zeros(*u.shape[:-1], scheme.K, dtype=torch.float64)
+    return time_shift(torch.cat([refs, index], dim=-1) / scheme.T, shift)
 
 
 def independent_levels(

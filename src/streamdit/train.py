@@ -130,6 +130,7 @@ def train(
                 noise_gen,
                 startup_prob=tc.startup_prob,
                 shift=tc.time_shift,
+                segments=tc.level_mode == "segments",
             )
         noise = torch.randn(x0.shape, generator=noise_gen)
         rows = ranks.rows(b)
