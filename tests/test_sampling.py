@@ -140,3 +140,42 @@ def test_a_latent_stream_emits_its_chunks_decoded():
     assert decoded.shape == (1, 6, 3, 4, 4) and latents.shape == (1, 6, 1, 2, 2)
     with torch.no_grad():
         torch.testing.assert_close(decoded, space.decode(latents))
+
+
+def test_a_uniform_start_up_fills_the_steady_buffer_from_one_clip():
+    """The paper's start-up: T - s calls of plain clip denoising (one level for all B frames), then the
+    steady stream at offset 0; the first chunk after T calls, each frame the clip's own (v = 1: the
+    frame that entered as noise e leaves as e - 1)."""
+    from test_schedule_reference import Recorder
+
+    from streamdit.schedule import buffer_levels
+
+    scheme = Scheme(0, 2, 4, 8)  # T = 16
+    recorder = Recorder()
+    sampler = StreamSampler(
+        FakeModel(recorder, frames=8), scheme, text(), generator=torch.Generator().manual_seed(3)
+    )
+    noise = sampler.x[0].clone()
+    uniform = StreamSampler(
+        FakeModel(recorder, frames=8),
+        scheme,
+        text(),
+        generator=torch.Generator().manual_seed(3),
+        startup="uniform",
+    )
+    assert torch.equal(uniform.x[0], noise)  # the same noise as the staggered stream's
+    emitted = [uniform.step() for _ in range(scheme.T + scheme.s)]
+    assert [n for n, chunk in enumerate(emitted) if chunk is not None] == [
+        scheme.T - 1,
+        scheme.T + scheme.s - 1,
+    ]
+    for k, levels in enumerate(recorder.levels[: scheme.T - scheme.s]):  # the clip: one level per call
+        assert torch.allclose(levels, torch.full((8,), (scheme.T - k) / scheme.T, dtype=torch.float64))
+    steady = recorder.levels[scheme.T - scheme.s]
+    assert torch.allclose(steady, buffer_levels(scheme, 0.0))  # then chunk j at (j + 1) s
+    torch.testing.assert_close(emitted[scheme.T - 1][0], noise[:4] - 1)
+    torch.testing.assert_close(emitted[-1][0], noise[4:] - 1)
+    with pytest.raises(ValueError, match="K = 0"):
+        StreamSampler(FakeModel(recorder, frames=8), Scheme(4, 1, 4, 16), text(), startup="uniform")
+    with pytest.raises(ValueError, match="startup must be one of"):
+        StreamSampler(FakeModel(recorder, frames=8), scheme, text(), startup="noise")

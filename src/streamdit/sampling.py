@@ -73,8 +73,17 @@ def advance(
     return euler_step(x, v, t_now, t_next)
 
 
+STARTUPS = ("staggered", "uniform")  # how a stream fills its first buffer (StreamSampler's startup)
+
+
 class StreamSampler:
-    """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves."""
+    """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves.
+
+    ``startup``: "staggered" starts from a buffer of pure noise whose chunks wait their turn at t = 1
+    (schedule.py); "uniform" (the paper's, K = 0) denoises one clip of B frames as a uniform clip model
+    would and fills the first buffer with its intermediate frames, chunk j taken at the grid index it
+    holds in the steady stream, so every call of the start-up is a plain clip denoising step. Both
+    emit the first chunk after T calls."""
 
     def __init__(
         self,
@@ -88,9 +97,16 @@ class StreamSampler:
         frame_shape: tuple[int, int, int] | None = None,
         precision: str = "fp32",
         space: nn.Module | None = None,
+        startup: str = "staggered",
     ):
         cfg = model.cfg
         check_buffer(scheme, cfg.frames)
+        if startup not in STARTUPS:
+            raise ValueError(f"startup must be one of {STARTUPS}, got {startup!r}")
+        if startup == "uniform" and scheme.K:
+            raise ValueError(
+                f"a uniform start-up fills a buffer without reference frames (K = 0), got {scheme}"
+            )
         self.model = model
         self.scheme = scheme
         self.cfg_scale = cfg_scale
@@ -109,10 +125,19 @@ class StreamSampler:
         self.space = (space if space is not None else PixelSpace(self.frame_shape[0])).to(self.device)
         self.text = text.to(self.device, self.dtype)
         self.batch = text.tokens.shape[0]
-        # The stream starts from pure noise at offset o = s - T (see schedule.py).
+        # The stream starts from pure noise at offset o = s - T (see schedule.py), or from one uniform clip.
         self.x = self._noise(scheme.B)
         self.offset = scheme.s - scheme.T
         self.started = False
+        self.startup = startup
+        if startup == "uniform":
+            # The clip denoised as one chunk of B frames (the uniform scheme on the same T-step grid);
+            # chunk j of the buffer is its frames at grid index (j + 1) s, the steady buffer at offset 0.
+            self.clip, self.clip_calls = self.x.clone(), 0
+            self.uniform = Scheme(K=0, N=1, c=scheme.B, s=scheme.T)
+            self.offset, self.started = 0, True
+            if not self.filling:  # one chunk (N = 1): the clip is the buffer itself
+                del self.clip
         self.recent = self.x[:, :0]  # the last (up to K) emitted frames
         self.calls = 0
         self.emitted = 0
@@ -138,9 +163,41 @@ class StreamSampler:
         """Per-frame levels [b, B] of the buffer at ``offset`` in the model's dtype."""
         return levels_like(self.scheme, float(offset), self.started, self.shift, self.x)
 
+    @property
+    def filling(self) -> bool:
+        """Whether a uniform start-up is still denoising its clip (T - s calls, before the steady stream)."""
+        return self.startup == "uniform" and self.clip_calls < self.scheme.T - self.scheme.s
+
+    @torch.no_grad()
+    def _fill(self) -> None:
+        """One call of the uniform start-up: the clip one grid step down; a chunk that reaches its
+        index (j + 1) s is copied into the buffer (chunk N - 1 is the clip's noise, index T)."""
+        with autocast(self.device, self.precision):
+            self.clip = advance(
+                self.model,
+                self.clip,
+                self.uniform,
+                self.clip_calls,
+                True,
+                self.text,
+                self.cfg_scale,
+                self.shift,
+            )
+        self.clip_calls += 1
+        self.calls += 1
+        index, c, s = self.scheme.T - self.clip_calls, self.scheme.c, self.scheme.s
+        if index % s == 0:
+            j = index // s - 1
+            self.x[:, j * c : (j + 1) * c] = self.clip[:, j * c : (j + 1) * c]
+        if not self.filling:
+            del self.clip  # the buffer holds all it needs
+
     @torch.no_grad()
     def step(self) -> torch.Tensor | None:
         """One model call; returns the emitted clean chunk, decoded, ``[b, c, 3, H, W]``, or None."""
+        if self.filling:
+            self._fill()
+            return None
         K, c, s = self.scheme.K, self.scheme.c, self.scheme.s
         # 1-3. Advance levels, call the model, integrate one Euler step (see ``advance``).
         with autocast(self.device, self.precision):
