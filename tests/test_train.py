@@ -214,3 +214,37 @@ def test_training_overfits_one_clip(one_clip_world, tmp_path):
     summary = train(cfg, tmp_path / "m.pt", work_root=tmp_path / "runs", progress=False)
     first, last = summary["loss_first"], summary["loss_last"]
     assert last < first / 1.5, f"loss {first:.3f} -> {last:.3f}: expected a fall of at least 1.5x"
+
+
+def test_a_fine_tune_starts_from_its_base_and_keys_on_its_bytes(tiny_world, tmp_path):
+    import copy
+
+    from streamdit.model import build_model
+    from streamdit.train import model_space, start_from
+
+    base_cfg = tiny_config(tiny_world)
+    train(base_cfg, tmp_path / "base.pt", work_root=tmp_path / "runs", progress=False)
+    cfg = tiny_config(tiny_world, finetune_from=str(tmp_path / "base.pt"), steps=3)
+    model = build_model(cfg.model)
+    ema = copy.deepcopy(model)
+    start_from(model, ema, tmp_path / "base.pt", cfg, model_space(cfg, "unused"))
+    base = torch.load(tmp_path / "base.pt", weights_only=False)["ema"]
+    assert all(
+        torch.equal(model.state_dict()[k], v) and torch.equal(ema.state_dict()[k], v) for k, v in base.items()
+    )
+
+    summary = train(cfg, tmp_path / "tuned.pt", work_root=tmp_path / "runs", progress=False)
+    assert summary["steps"] == 3 and summary["finetuned_from"]["path"] == str(tmp_path / "base.pt")
+    assert torch.load(tmp_path / "tuned.pt", weights_only=False)["config"]["train"]["finetune_from"]
+    key = run_key(cfg)
+    assert key != run_key(tiny_config(tiny_world, steps=3))  # not the from-scratch run
+    train(tiny_config(tiny_world, lr=3e-3), tmp_path / "base.pt", work_root=tmp_path / "runs", progress=False)
+    assert run_key(cfg) != key  # another base file: another run
+
+    other = tiny_config(tiny_world, finetune_from=str(tmp_path / "base.pt"))
+    other.model.dim = 64  # another architecture
+    with pytest.raises(ValueError, match=r"another architecture \(model settings \['dim'\]"):
+        start_from(build_model(other.model), build_model(other.model), tmp_path / "base.pt", other,
+                   model_space(other, "unused"))  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="dvc repro base"):
+        run_key(tiny_config(tiny_world, finetune_from=str(tmp_path / "missing.pt")))

@@ -93,6 +93,8 @@ class TrainConfig(LoopConfig):
     level_mode: str = "schemes"
     precision: str = "fp32"  # or "bf16" autocast of the model (acceleration.py)
     compile: str = "none"  # torch.compile mode: none, default, reduce-overhead, max-autotune
+    # A model file (the base T2V model) whose EMA weights start this run: a fine-tune; None: from scratch.
+    finetune_from: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from streamdit.acceleration import autocast, compile_model, machine_info, resolve_device
-from streamdit.autoencoder import PixelSpace, read_autoencoder
+from streamdit.autoencoder import PixelSpace, read_autoencoder, space_record
 from streamdit.checkpoint import save_model
 from streamdit.config import Config, load_config
 from streamdit.data import Batches, autoencoder_record, file_digest, training_clips
@@ -37,7 +37,37 @@ def run_key(cfg: Config, autoencoder_path: str | Path = "models/autoencoder.pt")
     relevant = {k: d[k] for k in ("seed", "data_dir", "data", "text", "model", "train")}
     if cfg.latent:
         relevant["autoencoder"] = file_digest(autoencoder_path)
+    if cfg.train.finetune_from is not None:  # a fine-tune: the bytes of the model it starts from
+        relevant["base"] = file_digest(cfg.train.finetune_from, stage="base")
     return config_hash(relevant)
+
+
+def start_from(model: nn.Module, ema: nn.Module, path: str | Path, cfg: Config, space: nn.Module) -> None:
+    """A fine-tune's start: the EMA weights of the model file ``path`` into ``model`` and ``ema``. The
+    file's architecture and space must be this run's (a base trained on another autoencoder's latents
+    would be a different model)."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "ema" not in state or "model_config" not in state:
+        raise ValueError(f"train.finetune_from: {path} is not a StreamDiT model file")
+    if state["model_config"] != cfg.to_dict()["model"]:
+        differ = sorted(k for k, v in cfg.to_dict()["model"].items() if state["model_config"].get(k) != v)
+        raise ValueError(
+            f"train.finetune_from: {path} is another architecture (model settings {differ} differ)"
+        )
+    if not same_space(state.get("space"), space_record(space)):
+        raise ValueError(f"train.finetune_from: {path} denoises in another space than this run's autoencoder")
+    model.load_state_dict(state["ema"])
+    ema.load_state_dict(state["ema"])
+
+
+def same_space(a: dict | None, b: dict) -> bool:
+    """Whether two space records (``autoencoder.space_record``) are the same space, weights included."""
+    if a is None or a.get("kind") != b.get("kind") or a.get("config") != b.get("config"):
+        return False
+    if a.get("path") != b.get("path") or a.get("channels") != b.get("channels"):
+        return False
+    sa, sb = a.get("state") or {}, b.get("state") or {}
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def model_space(cfg: Config, autoencoder_path: str | Path) -> nn.Module:
@@ -90,6 +120,8 @@ def train(
     torch.manual_seed(cfg.seed)  # parameter initialisation only; every other draw has its own generator
     model = build_model(cfg.model).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
+    if tc.finetune_from is not None:
+        start_from(model, ema, tc.finetune_from, cfg, space)
     # The network the loss calls: compiled and/or wrapped for data parallelism; ``model`` keeps the weights.
     net = compile_model(model, tc.compile)
     if ranks.world > 1:
@@ -161,6 +193,9 @@ def train(
             "device": device,
             "processes": ranks.world,
             "machine": machine_info(device),
+            "finetuned_from": None
+            if tc.finetune_from is None
+            else {"path": tc.finetune_from, "sha1": file_digest(tc.finetune_from, stage="base")},
         }
     )
 
