@@ -15,7 +15,8 @@ Val only: the study reports on test.
 
 Needs the study's data, evaluators and autoencoder (``dvc repro autoencoder``); a teacher whose run
 is finished (``runs/train/<key>/``, e.g. the study's main model) is not trained again, and a killed
-run resumes. Writes ``OUT/space_sweep.json`` and ``OUT/README.md`` (table and verdict) and a strip.
+run resumes. Writes the two model files to ``runs/space_sweep/``, ``OUT/space_sweep.json`` and
+``OUT/README.md`` (table and verdict) and a strip.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import json
 from pathlib import Path
 
 import torch
+
+from sweep_table import cell, difference_line
 
 from streamdit.acceleration import resolve_device
 from streamdit.checkpoint import load_model, load_space
@@ -41,6 +44,7 @@ from streamdit.video import reference_strip, to_uint8
 from streamdit.world import COLOUR_RGB, canonical_caption
 
 ARMS = {"latent": "tiny", "pixel": "tiny_pixel"}
+MODELS = Path("runs/space_sweep")  # the arms' model files (ignored by git)
 SHOWN = ("caption_shape", "caption_colour", "caption_size", "caption_motion", "caption_mean",
          "subject_consistency", "fvd", "kid")  # fmt: skip
 
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     results, arrays, videos = {}, {}, {}
     for arm, preset in ARMS.items():
         cfg = load_config("params.yaml", args.profile, {"model": {"preset": preset}})
-        model_path = args.out / f"{arm}.pt"
+        model_path = MODELS / f"{arm}.pt"
         summary = train(cfg, model_path, progress=True)
         model, space = load_model(model_path, device)[0], load_space(model_path, device)
         metrics, arrays[arm] = evaluate_model(
@@ -107,14 +111,6 @@ def main(argv: list[str] | None = None) -> dict:
 def readme(results: dict, args) -> str:
     """The table (real, latent, pixel; means with intervals) and the paired differences."""
 
-    def cell(report: dict, name: str) -> str:
-        value = report.get(name)
-        if value is None:
-            return "-"
-        if isinstance(value, dict):
-            return f"{value['mean']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
-        return f"{value:.3f}"
-
     lines = [
         "# Latent or pixel StreamDiT (val prompts)",
         "",
@@ -135,11 +131,7 @@ def readme(results: dict, args) -> str:
     diff = results["latent_minus_pixel"]
     for name in (*CAPTION_MEASURES, "subject_consistency", "fvd", "kid"):
         if name in diff:
-            d = diff[name]
-            verdict = (
-                "latent higher" if d["low"] > 0 else "pixel higher" if d["high"] < 0 else "no difference"
-            )
-            lines.append(f"- {name}: {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] ({verdict})")
+            lines.append(difference_line(name, diff[name], "latent", "pixel"))
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ from streamdit.acceleration import check_compile_mode, check_device, check_preci
 from streamdit.autoencoder import AutoencoderConfig
 from streamdit.model import PRESETS, ModelConfig
 from streamdit.params import build_dataclass, check_type, dataclass_defaults, deep_merge
-from streamdit.schedule import Scheme, check_buffer
+from streamdit.schedule import STARTUPS, Scheme, check_buffer
 from streamdit.world import WorldConfig
 
 
@@ -203,6 +203,7 @@ class EvalConfig:
     drift_prompts: int = 12  # long streams for drift (0: none), the first test prompts
     drift_frames: int = 256  # their length, scored in non-overlapping clip_frames windows
     heldout_prompts: int = 32  # prompts of the held-out attribute pairs (0: none), one window each
+    startup: str = "staggered"  # how each stream fills its first buffer (schedule.STARTUPS)
     seed: int = 2
 
     def __post_init__(self) -> None:
@@ -230,6 +231,8 @@ class EvalConfig:
             raise ValueError(f"evaluate.switch_threshold must be in (0, 1], got {self.switch_threshold}")
         if self.cfg_scale < 0:
             raise ValueError(f"evaluate.cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
+        if self.startup not in STARTUPS:
+            raise ValueError(f"evaluate.startup must be one of {STARTUPS}, got {self.startup!r}")
         if not 0.0 < self.bootstrap_level < 1.0:
             raise ValueError(f"evaluate.bootstrap_level must be in (0, 1), got {self.bootstrap_level}")
         if not self.schemes:

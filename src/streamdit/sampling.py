@@ -17,7 +17,7 @@ from torch import nn
 from streamdit.acceleration import autocast, check_precision
 from streamdit.autoencoder import PixelSpace
 from streamdit.flow import euler_step
-from streamdit.schedule import Scheme, buffer_levels, check_buffer, nfe_per_call
+from streamdit.schedule import STARTUPS, Scheme, buffer_levels, check_buffer, nfe_per_call
 from streamdit.text import TextEmbedding, cat, null_embedding
 
 
@@ -71,9 +71,6 @@ def advance(
     v = guided_velocity(model, x, t_now, text, cfg_scale)
     # 3. Integrate: one Euler step per frame; frames whose level stays put do not move.
     return euler_step(x, v, t_now, t_next)
-
-
-STARTUPS = ("staggered", "uniform")  # how a stream fills its first buffer (StreamSampler's startup)
 
 
 class StreamSampler:

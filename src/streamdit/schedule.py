@@ -32,6 +32,11 @@ from dataclasses import dataclass
 import torch
 
 
+# How a stream fills its first buffer (sampling.StreamSampler): "staggered" from pure noise, chunks
+# waiting their turn at t = 1; "uniform" from one clip denoised as a uniform clip model would (K = 0).
+STARTUPS = ("staggered", "uniform")
+
+
 @dataclass(frozen=True)
 class Scheme:
     """A partition scheme (K, N, c, s) of a buffer of B = K + N * c frames."""

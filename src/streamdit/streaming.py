@@ -49,6 +49,7 @@ class Streamer:
     shift: float
     config: dict = field(default_factory=dict)  # the run's settings stored with the model
     space: nn.Module | None = None
+    startup: str = "staggered"  # how a stream fills its first buffer (schedule.STARTUPS)
 
     def __post_init__(self) -> None:
         check_buffer(self.scheme, self.model.cfg.frames)
@@ -84,6 +85,7 @@ class Streamer:
             shift=self.shift,
             generator=torch.Generator().manual_seed(seed),
             space=self.space,
+            startup=self.startup,
         )
 
     def videos(

@@ -37,7 +37,9 @@ def run_key(cfg: Config, autoencoder_path: str | Path = "models/autoencoder.pt")
     relevant = {k: d[k] for k in ("seed", "data_dir", "data", "text", "model", "train")}
     if cfg.latent:
         relevant["autoencoder"] = file_digest(autoencoder_path)
-    if cfg.train.finetune_from is not None:  # a fine-tune: the bytes of the model it starts from
+    # A fine-tune: the bytes of the model it starts from, not where that file lies.
+    relevant["train"] = {k: v for k, v in relevant["train"].items() if k != "finetune_from"}
+    if cfg.train.finetune_from is not None:
         relevant["base"] = file_digest(cfg.train.finetune_from, stage="base")
     return config_hash(relevant)
 

@@ -1,0 +1,21 @@
+"""Markdown pieces the val sweeps share (space_sweep.py, levels_sweep.py): a measure with its interval,
+and a paired difference with its verdict."""
+
+from __future__ import annotations
+
+
+def cell(report: dict, name: str) -> str:
+    """``report[name]`` of a quality report (``quality.quality_report``) with its interval
+    ``report[name + "_ci"]`` where there is one, as ``mean [low, high]``; "-" when the report lacks it."""
+    value = report.get(name)
+    if value is None:
+        return "-"
+    interval = report.get(f"{name}_ci")
+    return f"{value:.3f}" if interval is None else f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def difference_line(name: str, d: dict, a: str, b: str) -> str:
+    """One paired difference a - b (an entry ``d`` of ``quality.paired_differences``) with its verdict:
+    which is higher where the interval excludes 0, "no difference" where it holds 0."""
+    verdict = f"{a} higher" if d["low"] > 0 else f"{b} higher" if d["high"] < 0 else "no difference"
+    return f"- {name}: {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] ({verdict})"
