@@ -43,6 +43,8 @@ from streamdit.text import TextEmbedding
 
 H100_BF16_DENSE_TFLOPS = 989.0  # NVIDIA H100 SXM data sheet, dense bf16 tensor-core peak
 PAPER_FPS = 16.0  # StreamDiT: 16 frames/s at 512p on one H100 (4B model, distilled)
+PAPER_MS_PER_CALL = 482.0  # StreamDiT: one call of that model, emitting 2 latent (8 video) frames
+PAPER_TEMPORAL = 4  # the paper's TAE compresses time 4x: a latent frame decodes to 4 video frames
 TEXT_TOKENS = 16
 COMPILE_MAX_PARAMS = 1e8
 
@@ -283,8 +285,17 @@ def main(argv: list[str] | None = None) -> dict:
         type=Path,
         help="a benchmark.json measured elsewhere (a GPU machine): its measured rows fill this run's gaps",
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="rewrite OUT/benchmark.md from OUT/benchmark.json, measuring nothing",
+    )
     parser.add_argument("--one", nargs=3, metavar=("PRESET", "DEVICE", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.render:
+        return write_results(
+            json.loads((Path(args.out) / "benchmark.json").read_text())["rows"], Path(args.out)
+        )
     if args.one:  # the child process of one (preset, device)
         name, device, path = args.one
         Path(path).write_text(json.dumps(run_preset(name, device)))
@@ -307,13 +318,83 @@ def main(argv: list[str] | None = None) -> dict:
     if args.include is not None:
         other = {(r["preset"], r["device"]): r for r in json.loads(args.include.read_text())["rows"]}
         rows = [r if r["measured"] else other.get((r["preset"], r["device"]), r) for r in rows]
-    out = Path(args.out)
+    return write_results(rows, Path(args.out))
+
+
+def write_results(rows: list[dict], out: Path) -> dict:
+    """``out/benchmark.json`` (the rows and the paper-scheme figures) and ``out/benchmark.md``."""
     out.mkdir(parents=True, exist_ok=True)
-    result = {"h100_bf16_dense_tflops": H100_BF16_DENSE_TFLOPS, "paper_fps": PAPER_FPS, "rows": rows}
+    paper = paper_scheme(rows)
+    result = {"h100_bf16_dense_tflops": H100_BF16_DENSE_TFLOPS, "paper_fps": PAPER_FPS, "rows": rows,
+              "paper_scheme": paper}  # fmt: skip
     (out / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "benchmark.md").write_text(markdown(rows))
-    print(markdown(rows))
+    text = markdown(rows) + paper_markdown(paper)
+    (out / "benchmark.md").write_text(text)
+    print(text)
     return result
+
+
+def paper_scheme(rows: list[dict]) -> dict:
+    """The paper-scale preset in the paper's student scheme (chunks of c = 2 latent frames, N = 8, one
+    step per chunk position: 8 steps per frame), per call and per frame, like for like with the paper's
+    figures: the FLOP floor at the H100's data-sheet peak, and the call time measured on each CUDA device
+    this benchmark ran on. A call denoises the whole buffer whatever the scheme, so its time is the one
+    of the measured student streams (unguided; ``1 / (frames/s * calls per frame)``), and only the calls
+    per frame change with the scheme."""
+    cfg = PRESETS["paper_4b"]
+    scheme = Scheme.for_buffer(cfg.frames, c=2, s=1)
+    calls_per_frame = scheme.calls_per_frame
+    flops = flops_per_call(cfg)
+
+    def figures(what: str, ms_per_call: float) -> dict:
+        latent_fps = 1000.0 / ms_per_call / calls_per_frame
+        return {
+            "what": what,
+            "ms_per_call": round(ms_per_call, 1),
+            "latent_frames_per_s": round(latent_fps, 2),
+            "video_frames_per_s": round(latent_fps * PAPER_TEMPORAL, 1),
+        }
+
+    lines = [figures(f"FLOP floor at {H100_BF16_DENSE_TFLOPS:g} TFLOP/s (H100 data sheet)",
+                     flops / (H100_BF16_DENSE_TFLOPS * 1e12) * 1e3)]  # fmt: skip
+    for r in rows:
+        if r["preset"] != "paper_4b" or not r["measured"] or not r["device"].startswith("cuda"):
+            continue
+        for st in r["streams"]:
+            if st["label"] == "student":  # unguided: NFE per frame = calls per frame
+                ms = 1000.0 / (st["frames_per_s"] * st["nfe_per_frame"])
+                lines.append(figures(f"measured, {r['device_name']}, bf16, {st['scheme']} calls", ms))
+    return {
+        "scheme": str(scheme),
+        "steps_per_frame": scheme.T,
+        "calls_per_latent_frame": calls_per_frame,
+        "video_frames_per_call": scheme.c * PAPER_TEMPORAL,
+        "gflop_per_call": round(flops / 1e9, 2),
+        "paper": {"ms_per_call": PAPER_MS_PER_CALL, "video_frames_per_s": PAPER_FPS},
+        "rows": lines,
+    }
+
+
+def paper_markdown(paper: dict) -> str:
+    """The paper-scheme table: per call and per frame beside the paper's figures."""
+    p, ours = paper["paper"], paper["rows"]
+    lines = [
+        "",
+        f"## The paper's scheme at paper scale ({paper['scheme']}: {paper['steps_per_frame']} steps per "
+        f"frame, {paper['calls_per_latent_frame']:g} calls per latent frame, "
+        f"{paper['video_frames_per_call']} video frames per call through a {PAPER_TEMPORAL}x temporal VAE; "
+        f"{paper['gflop_per_call']} GFLOP per call; the DiT only, no decoder timed)",
+        "",
+        "| | ms per call | latent frames/s | video frames/s |",
+        "|---|---|---|---|",
+        f"| paper (StreamDiT, distilled 4B, one H100) | {p['ms_per_call']:g} | "
+        f"{p['video_frames_per_s'] / PAPER_TEMPORAL:g} | {p['video_frames_per_s']:g} |",
+    ]
+    for r in ours:
+        lines.append(
+            f"| {r['what']} | {r['ms_per_call']} | {r['latent_frames_per_s']} | {r['video_frames_per_s']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -352,8 +433,9 @@ def markdown(rows: list[dict]) -> str:
             continue
         for st in r["streams"]:
             floor = r["teacher_floor_fps"] if st["label"] == "teacher" else r["student_floor_fps"]
+            decoder = r.get("decoder", "not recorded")
             lines.append(
-                f"| {r['preset']} | {r['device']} | {st['label']} | {r['decoder']} | {st['scheme']} | "
+                f"| {r['preset']} | {r['device']} | {st['label']} | {decoder} | {st['scheme']} | "
                 f"{st['nfe_per_frame']:g} | {st['frames_per_s']} | {st['frame_latency_ms']} | "
                 f"{st['ttff_s']} | {floor} | {r['stream_peak_memory_mib']} |"
             )

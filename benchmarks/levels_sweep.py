@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> dict:
     teachers, results, arrays = {}, {"teachers": {}, "rows": {}}, {}
     for name, overrides in TEACHERS.items():
         cfg = load_config("params.yaml", args.profile, overrides)
-        summary = train(cfg, MODELS / f"{name}.pt", progress=True)
-        teachers[name] = (load_model(MODELS / f"{name}.pt", device)[0], load_space(MODELS / f"{name}.pt", device))
+        path = MODELS / f"{name}.pt"
+        summary = train(cfg, path, progress=True)
+        teachers[name] = (load_model(path, device)[0], load_space(path, device))
         results["teachers"][name] = {
             "train": {k: cfg.to_dict()["train"][k] for k in ("level_mode", "time_shift", "startup_prob")},
             "train_seconds": summary["train_seconds"],

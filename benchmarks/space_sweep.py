@@ -27,7 +27,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from sweep_table import cell, difference_line
 
 from streamdit.acceleration import resolve_device

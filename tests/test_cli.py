@@ -129,6 +129,10 @@ def test_v2v_regenerates_every_input_frame(tiny_model_file, tmp_path, capsys):
         ("stream --prompt '' --out x.mp4", "captions must be non-empty strings"),
         (f"stream --prompt {'z' * 1001} --out x.mp4", "1001 characters; at most 1000"),
         ("stream --prompt a --scheme 0,2,4 --out x.mp4", r"a scheme is written \[K, N, c, s\]"),
+        (
+            "stream --prompt a --scheme 4,1,4,16 --startup uniform --out x.mp4",
+            r"without reference frames \(K = 0\)",
+        ),
         ("stream --prompt a --scheme 0,3,4,8 --out x.mp4", "but the buffer has 8"),
         ("stream --prompt a --scheme 0,2,0,8 --out x.mp4", "scheme c must be an integer >= 1"),
         ("stream --prompt a --scheme zero --out x.mp4", "invalid literal for int"),

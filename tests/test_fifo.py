@@ -23,7 +23,10 @@ def recording(rule, seen):
 
 
 def sampler(model, fifo, seed=0, **kwargs):
-    return FifoSampler(model, fifo, text(), generator=torch.Generator().manual_seed(seed), **kwargs)
+    """A started FIFO stream (its queue made) on ``fifo``."""
+    s = FifoSampler(model, fifo, text(), generator=torch.Generator().manual_seed(seed), **kwargs)
+    s.start()
+    return s
 
 
 def test_fifo_scheme_sizes_blocks_and_cost():
@@ -151,6 +154,8 @@ def test_calls_and_nfe_per_frame_match_the_count(lookahead, cfg_scale):
     fifo = FifoScheme(B=4, partitions=2, lookahead=lookahead)
     model = FakeModel(oracle_towards(0.0), frames=4)
     s = FifoSampler(model, fifo, text(), cfg_scale=cfg_scale, generator=torch.Generator().manual_seed(0))
+    assert model.calls == s.calls == 0  # the clip is made on the first step
+    s.start()
     assert model.calls == fifo.T == s.calls  # the uniform clip
     s.take(1)
     assert (

@@ -2,6 +2,7 @@ import pytest
 import torch
 from test_sampling import FakeModel
 
+from streamdit.fifo import FifoSampler, FifoScheme
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import Scheme
 from streamdit.streaming import (
@@ -112,6 +113,23 @@ def test_streamer_rejects_bad_settings_and_prompts(streamer):
         streamer.sampler("   ", seed=0)
     with pytest.raises(ValueError, match="1001 characters"):
         streamer.sampler("y" * 1001, seed=0)
+
+
+def test_a_streamer_runs_fifo_diffusion_and_the_uniform_start_up_on_the_same_model(streamer):
+    fifo = Streamer(streamer.model, streamer.encoder, FifoScheme(B=8, partitions=2, lookahead=True), 3.0, 1.0)
+    sampler = fifo.sampler("a red circle moving left", seed=1)
+    assert isinstance(sampler, FifoSampler)
+    video = sampler.take(3)
+    assert video.shape == (1, 3, 3, 16, 16) and torch.isfinite(video).all()
+    assert sampler.calls == sampler.calls_to_first_frame + 2 * 4  # the clip, the warm-up, 4 calls a frame
+    uniform = Streamer(streamer.model, streamer.encoder, streamer.scheme, 3.0, 1.0, startup="uniform")
+    start = uniform.sampler("a red circle moving left", seed=1)
+    assert start.startup == "uniform" and start.take(4).shape == (1, 4, 3, 16, 16)
+    assert start.calls == streamer.scheme.T  # the first chunk leaves after T calls, as staggered
+    with pytest.raises(ValueError, match="a clip of its own"):
+        Streamer(streamer.model, None, FifoScheme(8, 2, False), 3.0, 1.0, startup="uniform")
+    with pytest.raises(ValueError, match="needs a buffer of 4"):
+        Streamer(streamer.model, None, FifoScheme(4, 2, False), 3.0, 1.0)
 
 
 def test_a_switch_changes_only_the_frames_after_it(streamer):

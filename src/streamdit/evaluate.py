@@ -215,7 +215,9 @@ def evaluate_model(
     text = text_encoder(captions)
     schemes, extra = {}, {}
     for k, scheme in enumerate(ecfg.parsed_schemes):
-        streamer = Streamer(model, text_encoder, scheme, ecfg.cfg_scale, shift, space=space, startup=ecfg.startup)
+        streamer = Streamer(
+            model, text_encoder, scheme, ecfg.cfg_scale, shift, space=space, startup=ecfg.startup
+        )
         schemes[str(scheme)], quality = evaluate_scheme(
             streamer, text, test_scenes, real, real_report["clip_score"], ecfg, judges,
             seed=ecfg.seed + 1000 * k, device=device, progress=progress,

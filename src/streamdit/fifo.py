@@ -58,16 +58,14 @@ decoded with the space (``autoencoder.py``), as ``StreamSampler`` emits its chun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from streamdit.acceleration import autocast, check_precision
-from streamdit.autoencoder import PixelSpace
+from streamdit.acceleration import autocast
 from streamdit.flow import euler_step, interpolate
-from streamdit.sampling import advance, guided_velocity, levels_like
+from streamdit.sampling import Stream, advance, guided_velocity, levels_like
 from streamdit.schedule import Scheme, nfe_per_call
 from streamdit.text import TextEmbedding
 
@@ -145,7 +143,7 @@ class FifoScheme:
         return f"FIFO-B{self.B}-n{self.partitions}" + ("-lookahead" if self.lookahead else "")
 
 
-class FifoSampler:
+class FifoSampler(Stream):
     """FIFO-Diffusion as an endless stream: each ``step`` moves the queue one grid step
     (``calls_per_frame`` model calls) and, after the warm-up, emits the head frame."""
 
@@ -155,52 +153,34 @@ class FifoSampler:
         fifo: FifoScheme,
         text: TextEmbedding,
         *,
-        cfg_scale: float = 1.0,
-        shift: float = 1.0,
-        generator: torch.Generator | None = None,
-        frame_shape: tuple[int, int, int] | None = None,
-        precision: str = "fp32",
-        space: nn.Module | None = None,
         clip: torch.Tensor | None = None,
-    ):
-        cfg = model.cfg
-        if fifo.B != cfg.frames:
+        **stream,
+    ):  # stream: sampling.Stream's keywords (cfg_scale, shift, generator, frame_shape, precision, space)
+        if fifo.B != model.cfg.frames:
             raise ValueError(
-                f"{fifo} runs blocks of B={fifo.B} frames, but the model's buffer is {cfg.frames}"
+                f"{fifo} runs blocks of B={fifo.B} frames, but the model's buffer is {model.cfg.frames}"
             )
-        if cfg_scale < 0:
-            raise ValueError(f"cfg_scale must be >= 0 (1 = no guidance), got {cfg_scale}")
-        self.model = model
+        super().__init__(model, text, **stream)
         self.fifo = fifo
-        self.cfg_scale = cfg_scale
-        self.shift = shift
-        self.precision = check_precision(precision)  # "bf16": the model runs under autocast
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.frame_shape = frame_shape or (cfg.channels, cfg.resolution, cfg.resolution)  # of the queue
-        param = next(model.parameters())
-        self.device, self.dtype = param.device, param.dtype
-        if space is None and cfg.space == "latent":
-            raise ValueError(
-                "a latent model streams through its space (autoencoder.py): pass space= "
-                "(checkpoint.load_space of its model file), or it would emit latents as frames"
-            )
-        self.space = (space if space is not None else PixelSpace(self.frame_shape[0])).to(self.device)
-        self.text = text.to(self.device, self.dtype)
-        self.batch = text.tokens.shape[0]
-        self.calls = 0  # model calls, the clip's included
         self.steps = 0  # queue steps, the warm-up included
-        self.emitted = 0
         self.generated_clip = clip is None
-        # The clean clip ``[b, B, c, h, w]`` the queue starts from (see the module docstring).
-        self.clip = self._uniform_clip() if clip is None else self._check_clip(clip)
+        # The clean clip ``[b, B, c, h, w]`` the queue starts from (see the module docstring); the
+        # queue ``x`` is made on the first step (``start``), so the clip's calls count in every
+        # latency figure, as a stream's start-up does.
+        self.clip = None if clip is None else self._check_clip(clip)
+        self.x: torch.Tensor | None = None
+
+    def start(self) -> None:
+        """Generate the clip (unless given) and noise it into the queue; the first ``step`` does this."""
+        if self.x is not None:
+            return
+        if self.clip is None:
+            self.clip = self._uniform_clip()
+        fifo = self.fifo
         frame_of = (torch.arange(fifo.frames) - (fifo.frames - fifo.B)).clamp_min(0)
         noise = self._noise(fifo.frames)
-        self.x = interpolate(self.clip[:, frame_of], noise, levels_like(fifo.queue, 0.0, True, shift, noise))
-
-    @property
-    def nfe_per_call(self) -> int:
-        """Forward passes per call: two with guidance (text and null rows), one without."""
-        return nfe_per_call(self.cfg_scale)
+        levels = levels_like(fifo.queue, 0.0, True, self.shift, noise)
+        self.x = interpolate(self.clip[:, frame_of], noise, levels)
 
     @property
     def nfe_per_frame(self) -> int:
@@ -214,11 +194,6 @@ class FifoSampler:
         clip_calls = self.fifo.T if self.generated_clip else 0
         return clip_calls + (self.fifo.warmup + 1) * self.fifo.calls_per_frame
 
-    def _noise(self, frames: int) -> torch.Tensor:
-        # Drawn on the CPU from the stream's own generator: a seed gives the same stream on any device.
-        e = torch.randn(self.batch, frames, *self.frame_shape, generator=self.generator)
-        return e.to(self.device, self.dtype)
-
     def _check_clip(self, clip: torch.Tensor) -> torch.Tensor:
         expected = (self.batch, self.fifo.B, *self.frame_shape)
         if tuple(clip.shape) != expected:
@@ -228,6 +203,7 @@ class FifoSampler:
             )
         return clip.to(self.device, self.dtype)
 
+    @torch.no_grad()
     def _uniform_clip(self) -> torch.Tensor:
         """B clean frames from pure noise, the model run as a uniform clip model over T steps."""
         scheme = Scheme.uniform(self.fifo.B, self.fifo.T)
@@ -238,20 +214,16 @@ class FifoSampler:
         self.calls += scheme.T
         return x
 
-    def set_text(self, text: TextEmbedding) -> None:
-        """Switch the prompt from the next call on; frames in the queue keep what they already hold."""
-        if text.tokens.shape[0] != self.batch:
-            raise ValueError(f"the stream has {self.batch} rows, the new text has {text.tokens.shape[0]}")
-        self.text = text.to(self.device, self.dtype)
-
     def levels(self, offset: float) -> torch.Tensor:
         """Per-frame levels ``[b, K + T]`` of the queue before (``offset`` 0) or after (1) a step."""
+        self.start()
         return levels_like(self.fifo.queue, float(offset), True, self.shift, self.x)
 
     @torch.no_grad()
     def step(self) -> torch.Tensor | None:
         """One queue step; returns the emitted head frame, decoded, ``[b, 1, 3, H, W]``, or None during
         the warm-up."""
+        self.start()
         fifo = self.fifo
         # 1. Levels: the diagonal before the step and one grid step lower after it.
         t_now, t_next = self.levels(0), self.levels(1)
@@ -279,26 +251,3 @@ class FifoSampler:
         # 7. Decode the emitted frame (the identity for a pixel model).
         with autocast(self.device, self.precision):
             return self.space.decode(head).to(self.dtype)
-
-    def chunks(self) -> Iterator[torch.Tensor]:
-        """Emitted (decoded) frames as chunks of one, ``[b, 1, 3, H, W]``, forever."""
-        while True:
-            chunk = self.step()
-            if chunk is not None:
-                yield chunk
-
-    def frames(self) -> Iterator[torch.Tensor]:
-        """Emitted (decoded) frames ``[b, 3, H, W]`` in order, forever."""
-        for chunk in self.chunks():
-            yield chunk[:, 0]
-
-    def take(self, n: int) -> torch.Tensor:
-        """The next ``n`` decoded frames as float32 ``[b, n, 3, H, W]`` on the CPU."""
-        if n < 1:
-            raise ValueError(f"take needs n >= 1 frames, got {n}")
-        out = []
-        for frame in self.frames():
-            out.append(frame.float().cpu())
-            if len(out) == n:
-                break
-        return torch.stack(out, dim=1)

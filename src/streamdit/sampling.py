@@ -73,19 +73,15 @@ def advance(
     return euler_step(x, v, t_now, t_next)
 
 
-class StreamSampler:
-    """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves.
-
-    ``startup``: "staggered" starts from a buffer of pure noise whose chunks wait their turn at t = 1
-    (schedule.py); "uniform" (the paper's, K = 0) denoises one clip of B frames as a uniform clip model
-    would and fills the first buffer with its intermediate frames, chunk j taken at the grid index it
-    holds in the steady stream, so every call of the start-up is a plain clip denoising step. Both
-    emit the first chunk after T calls."""
+class Stream:
+    """What every endless stream shares: the model and its text, guidance, time shift, precision, noise
+    and the space its frames decode through; the loops over emitted frames. A subclass's ``step`` makes
+    one step (a model call or a few) and returns the emitted (decoded) frames ``[b, n, 3, H, W]`` or None.
+    ``calls`` counts model calls, ``emitted`` frames out."""
 
     def __init__(
         self,
         model: nn.Module,
-        scheme: Scheme,
         text: TextEmbedding,
         *,
         cfg_scale: float = 1.0,
@@ -94,18 +90,11 @@ class StreamSampler:
         frame_shape: tuple[int, int, int] | None = None,
         precision: str = "fp32",
         space: nn.Module | None = None,
-        startup: str = "staggered",
     ):
         cfg = model.cfg
-        check_buffer(scheme, cfg.frames)
-        if startup not in STARTUPS:
-            raise ValueError(f"startup must be one of {STARTUPS}, got {startup!r}")
-        if startup == "uniform" and scheme.K:
-            raise ValueError(
-                f"a uniform start-up fills a buffer without reference frames (K = 0), got {scheme}"
-            )
+        if cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0 (1 = no guidance), got {cfg_scale}")
         self.model = model
-        self.scheme = scheme
         self.cfg_scale = cfg_scale
         self.shift = shift
         self.precision = check_precision(precision)  # "bf16": the model runs under autocast
@@ -122,20 +111,6 @@ class StreamSampler:
         self.space = (space if space is not None else PixelSpace(self.frame_shape[0])).to(self.device)
         self.text = text.to(self.device, self.dtype)
         self.batch = text.tokens.shape[0]
-        # The stream starts from pure noise at offset o = s - T (see schedule.py), or from one uniform clip.
-        self.x = self._noise(scheme.B)
-        self.offset = scheme.s - scheme.T
-        self.started = False
-        self.startup = startup
-        if startup == "uniform":
-            # The clip denoised as one chunk of B frames (the uniform scheme on the same T-step grid);
-            # chunk j of the buffer is its frames at grid index (j + 1) s, the steady buffer at offset 0.
-            self.clip, self.clip_calls = self.x.clone(), 0
-            self.uniform = Scheme(K=0, N=1, c=scheme.B, s=scheme.T)
-            self.offset, self.started = 0, True
-            if not self.filling:  # one chunk (N = 1): the clip is the buffer itself
-                del self.clip
-        self.recent = self.x[:, :0]  # the last (up to K) emitted frames
         self.calls = 0
         self.emitted = 0
 
@@ -155,6 +130,69 @@ class StreamSampler:
         if text.tokens.shape[0] != self.batch:
             raise ValueError(f"the stream has {self.batch} rows, the new text has {text.tokens.shape[0]}")
         self.text = text.to(self.device, self.dtype)
+
+    def step(self) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def chunks(self) -> Iterator[torch.Tensor]:
+        """Emitted (decoded) chunks ``[b, c, 3, H, W]`` forever (the caller decides when to stop)."""
+        while True:
+            chunk = self.step()
+            if chunk is not None:
+                yield chunk
+
+    def frames(self) -> Iterator[torch.Tensor]:
+        """Emitted (decoded) frames ``[b, 3, H, W]`` in order, forever."""
+        for chunk in self.chunks():
+            yield from chunk.unbind(dim=1)
+
+    def take(self, n: int) -> torch.Tensor:
+        """The next ``n`` decoded frames as float32 ``[b, n, 3, H, W]`` on the CPU."""
+        if n < 1:
+            raise ValueError(f"take needs n >= 1 frames, got {n}")
+        out = []
+        for frame in self.frames():
+            out.append(frame.float().cpu())
+            if len(out) == n:
+                break
+        return torch.stack(out, dim=1)
+
+
+class StreamSampler(Stream):
+    """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves.
+
+    ``startup``: "staggered" starts from a buffer of pure noise whose chunks wait their turn at t = 1
+    (schedule.py); "uniform" (the paper's, K = 0) denoises one clip of B frames as a uniform clip model
+    would and fills the first buffer with its intermediate frames, chunk j taken at the grid index it
+    holds in the steady stream, so every call of the start-up is a plain clip denoising step. Both
+    emit the first chunk after T calls."""
+
+    def __init__(
+        self, model: nn.Module, scheme: Scheme, text: TextEmbedding, *, startup: str = "staggered", **stream
+    ):  # stream: Stream's keywords (cfg_scale, shift, generator, frame_shape, precision, space)
+        check_buffer(scheme, model.cfg.frames)
+        if startup not in STARTUPS:
+            raise ValueError(f"startup must be one of {STARTUPS}, got {startup!r}")
+        if startup == "uniform" and scheme.K:
+            raise ValueError(
+                f"a uniform start-up fills a buffer without reference frames (K = 0), got {scheme}"
+            )
+        super().__init__(model, text, **stream)
+        self.scheme = scheme
+        # The stream starts from pure noise at offset o = s - T (see schedule.py), or from one uniform clip.
+        self.x = self._noise(scheme.B)
+        self.offset = scheme.s - scheme.T
+        self.started = False
+        self.startup = startup
+        if startup == "uniform":
+            # The clip denoised as one chunk of B frames (the uniform scheme on the same T-step grid);
+            # chunk j of the buffer is its frames at grid index (j + 1) s, the steady buffer at offset 0.
+            self.clip, self.clip_calls = self.x.clone(), 0
+            self.uniform = Scheme(K=0, N=1, c=scheme.B, s=scheme.T)
+            self.offset, self.started = 0, True
+            if not self.filling:  # one chunk (N = 1): the clip is the buffer itself
+                del self.clip
+        self.recent = self.x[:, :0]  # the last (up to K) emitted frames
 
     def levels(self, offset: float) -> torch.Tensor:
         """Per-frame levels [b, B] of the buffer at ``offset`` in the model's dtype."""
@@ -226,26 +264,3 @@ class StreamSampler:
         # 7. Decode the emitted chunk (frame by frame; the identity for a pixel model).
         with autocast(self.device, self.precision):
             return self.space.decode(chunk).to(self.dtype)
-
-    def chunks(self) -> Iterator[torch.Tensor]:
-        """Emitted (decoded) chunks ``[b, c, 3, H, W]`` forever (the caller decides when to stop)."""
-        while True:
-            chunk = self.step()
-            if chunk is not None:
-                yield chunk
-
-    def frames(self) -> Iterator[torch.Tensor]:
-        """Emitted (decoded) frames ``[b, 3, H, W]`` in order, forever."""
-        for chunk in self.chunks():
-            yield from chunk.unbind(dim=1)
-
-    def take(self, n: int) -> torch.Tensor:
-        """The next ``n`` decoded frames as float32 ``[b, n, 3, H, W]`` on the CPU."""
-        if n < 1:
-            raise ValueError(f"take needs n >= 1 frames, got {n}")
-        out = []
-        for frame in self.frames():
-            out.append(frame.float().cpu())
-            if len(out) == n:
-                break
-        return torch.stack(out, dim=1)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 # How a stream fills its first buffer (sampling.StreamSampler): "staggered" from pure noise, chunks
 # waiting their turn at t = 1; "uniform" from one clip denoised as a uniform clip model would (K = 0).
 STARTUPS = ("staggered", "uniform")

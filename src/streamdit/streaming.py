@@ -26,11 +26,12 @@ from torch import nn
 from streamdit.acceleration import resolve_device
 from streamdit.autoencoder import PixelSpace
 from streamdit.checkpoint import load_model, load_space
+from streamdit.fifo import FifoSampler, FifoScheme
 from streamdit.latency import spread
 from streamdit.metrics import frames_to_reach
 from streamdit.progress import progress_bar, show
-from streamdit.sampling import StreamSampler
-from streamdit.schedule import Scheme, check_buffer
+from streamdit.sampling import Stream, StreamSampler
+from streamdit.schedule import STARTUPS, Scheme, check_buffer
 from streamdit.text import TextEmbedding, check_caption, load_text_encoder
 from streamdit.video import to_uint8
 
@@ -40,11 +41,15 @@ class Streamer:
     """A model, the encoder of its captions, how it is sampled (scheme, guidance, time shift) and the
     space it denoises in (``autoencoder.py``: its streams decode to pixels; None: pixels).
 
+    ``scheme``: a moving-buffer ``Scheme`` (``StreamSampler``, started as ``startup`` says) or a
+    ``FifoScheme`` (FIFO-Diffusion on the same model, ``fifo.FifoSampler``; its queue starts from a
+    clip of the model's own).
+
     ``encoder`` may be None for a streamer that is only ever given encoded text (``TextEmbedding``)."""
 
     model: nn.Module
     encoder: Callable[[list[str]], TextEmbedding] | None
-    scheme: Scheme
+    scheme: Scheme | FifoScheme
     cfg_scale: float
     shift: float
     config: dict = field(default_factory=dict)  # the run's settings stored with the model
@@ -52,7 +57,21 @@ class Streamer:
     startup: str = "staggered"  # how a stream fills its first buffer (schedule.STARTUPS)
 
     def __post_init__(self) -> None:
-        check_buffer(self.scheme, self.model.cfg.frames)
+        if isinstance(self.scheme, FifoScheme):
+            if self.scheme.B != self.model.cfg.frames:
+                raise ValueError(f"{self.scheme} needs a buffer of {self.scheme.B}, the model's is "
+                                 f"{self.model.cfg.frames}")  # fmt: skip
+            if self.startup != "staggered":
+                raise ValueError(
+                    f"FIFO-Diffusion starts from a clip of its own, not a {self.startup} start-up"
+                )
+        else:
+            check_buffer(self.scheme, self.model.cfg.frames)
+            if self.startup not in STARTUPS or (self.startup == "uniform" and self.scheme.K):
+                raise ValueError(
+                    f"startup {self.startup!r} with {self.scheme}: one of {STARTUPS}, and a uniform "
+                    "start-up fills a buffer without reference frames (K = 0)"
+                )
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
         if self.space is None:
@@ -73,20 +92,16 @@ class Streamer:
             raise ValueError("this Streamer has no text encoder: give it encoded text (a TextEmbedding)")
         return self.encoder([check_caption(prompt)])
 
-    def sampler(self, prompt: str | TextEmbedding, seed: int) -> StreamSampler:
+    def sampler(self, prompt: str | TextEmbedding, seed: int) -> Stream:
         """A new stream under ``prompt`` (one row, or one per row of an encoded batch), its noise drawn
         from a generator seeded with ``seed``."""
         text = self.encode(prompt) if isinstance(prompt, str) else prompt
-        return StreamSampler(
-            self.model,
-            self.scheme,
-            text,
-            cfg_scale=self.cfg_scale,
-            shift=self.shift,
-            generator=torch.Generator().manual_seed(seed),
-            space=self.space,
-            startup=self.startup,
-        )
+        generator = torch.Generator().manual_seed(seed)
+        if isinstance(self.scheme, FifoScheme):
+            return FifoSampler(self.model, self.scheme, text, cfg_scale=self.cfg_scale, shift=self.shift,
+                               generator=generator, space=self.space)  # fmt: skip
+        return StreamSampler(self.model, self.scheme, text, cfg_scale=self.cfg_scale, shift=self.shift,
+                             generator=generator, space=self.space, startup=self.startup)  # fmt: skip
 
     def videos(
         self, text: TextEmbedding, frames: int, *, seed: int, batch_size: int, progress: bool = False
@@ -153,13 +168,15 @@ def load_streamer(
     scheme: Scheme | None = None,
     distilled: bool = False,
     cfg_scale: float | None = None,
+    startup: str = "staggered",
     device: str = "auto",
 ) -> Streamer:
     """The model in ``path`` (a model file, ``checkpoint.save_model``) with the settings stored beside it.
 
     By default a teacher streams with its config's ``sample`` scheme, guidance and time shift; a
     ``distilled`` student with the student scheme of ``distill.teacher``, without guidance (it is
-    baked in). ``scheme`` and ``cfg_scale`` override either.
+    baked in). ``scheme`` and ``cfg_scale`` override either; ``startup``: how streams fill their first
+    buffer (``schedule.STARTUPS``).
     """
     device = resolve_device(device)
     model, config = load_model(path, device)
@@ -184,6 +201,7 @@ def load_streamer(
         shift,
         config,
         load_space(path, device),
+        startup,
     )
 
 
