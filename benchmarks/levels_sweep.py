@@ -50,7 +50,6 @@ ROWS = {
     "offset, shift 1, staggered": ("offset", 1.0, "staggered"),
     "offset, shift 1, uniform": ("offset", 1.0, "uniform"),
     "offset, shift 3, staggered": ("offset", 3.0, "staggered"),
-    "offset, shift 3, uniform": ("offset", 3.0, "uniform"),
     "segments, shift 1, uniform": ("segments", 1.0, "uniform"),
     "segments, shift 1, staggered": ("segments", 1.0, "staggered"),
 }
