@@ -1,6 +1,9 @@
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,6 +165,24 @@ def test_sigkill_mid_run_resumes_to_the_same_weights(tiny_world, tmp_path):
     train(cfg, tmp_path / "s.pt", work_root=tmp_path / "straight", progress=False)
     a, b = torch.load(tmp_path / "k.pt")["ema"], torch.load(tmp_path / "s.pt")["ema"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_processes_with_one_seed_and_thread_count_train_the_same_weights(tiny_world, tmp_path):
+    """Training is a function of its settings on one machine: two fresh processes (2 threads each)
+    write identical weights. Across machines: benchmarks/determinism.py, docs/pipeline.md."""
+    overrides = tiny_overrides(tiny_world, steps=4)
+    script = (
+        "import json, sys, torch; from streamdit.config import load_config; "
+        "from streamdit.train import train; torch.set_num_threads(2); "
+        f"train(load_config({str(PARAMS)!r}, 'smoke', json.loads(sys.argv[1])), sys.argv[2], "
+        "work_root=sys.argv[3], progress=False)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PARAMS.parent / "src")}
+    for name in ("a", "b"):
+        args = [json.dumps(overrides), str(tmp_path / f"{name}.pt"), str(tmp_path / name)]
+        subprocess.run([sys.executable, "-c", script, *args], env=env, check=True, timeout=300)
+    a, b = torch.load(tmp_path / "a.pt")["ema"], torch.load(tmp_path / "b.pt")["ema"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_independent_levels_train_and_get_their_own_run_key(tiny_world, tmp_path, monkeypatch):
