@@ -30,15 +30,12 @@ import json
 from pathlib import Path
 
 import torch
-from sweep_table import cell, difference_line
+from sweep_table import cell, difference_line, val_setup
 
-from streamdit.acceleration import resolve_device
 from streamdit.checkpoint import load_model, load_space
 from streamdit.config import load_config
-from streamdit.data import WorldClips
-from streamdit.evaluate import evaluate_model, load_judges
+from streamdit.evaluate import evaluate_model
 from streamdit.quality import CAPTION_MEASURES, paired_differences
-from streamdit.text import load_text_encoder
 from streamdit.train import train
 
 TEACHERS = {
@@ -65,16 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="cpu")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    base = load_config("params.yaml", args.profile)
-    device = resolve_device(base.train.device)
-    ecfg = dataclasses.replace(base.evaluate, prompts=args.prompts, drift_prompts=0, heldout_prompts=0,
-                               schemes=[base.sample.scheme], switch_pairs=1, latency_repeats=1)  # fmt: skip
-    scenes = {
-        "test": WorldClips(Path(base.data_dir), "val", length=1).scenes,
-        "floor": WorldClips(Path(base.data_dir), "train", length=1).scenes,
-    }
-    encoder = load_text_encoder(base.text.encoder, base.text.max_length)
-    judges = load_judges(ecfg, "models/evaluators", device)
+    base, device, ecfg, scenes, encoder, judges = val_setup(args.profile, args.prompts)
     teachers, results, arrays = {}, {"teachers": {}, "rows": {}}, {}
     for name, overrides in TEACHERS.items():
         cfg = load_config("params.yaml", args.profile, overrides)

@@ -22,22 +22,18 @@ run resumes. Writes the two model files to ``runs/space_sweep/``, ``OUT/space_sw
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
-from sweep_table import cell, difference_line
+from sweep_table import cell, difference_line, val_setup
 
-from streamdit.acceleration import resolve_device
 from streamdit.checkpoint import load_model, load_space
 from streamdit.config import load_config
-from streamdit.data import WorldClips
-from streamdit.evaluate import evaluate_model, load_judges, render_videos
+from streamdit.evaluate import evaluate_model, render_videos
 from streamdit.metrics import shape_iou
 from streamdit.quality import CAPTION_MEASURES, paired_differences
 from streamdit.streaming import Streamer
-from streamdit.text import load_text_encoder
 from streamdit.train import train
 from streamdit.video import reference_strip, to_uint8
 from streamdit.world import COLOUR_RGB, canonical_caption
@@ -55,15 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="cpu")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    base = load_config("params.yaml", args.profile)
-    device = resolve_device(base.train.device)
-    ecfg = dataclasses.replace(base.evaluate, prompts=args.prompts, drift_prompts=0, heldout_prompts=0,
-                               schemes=[base.sample.scheme], switch_pairs=1, latency_repeats=1)  # fmt: skip
-    val = WorldClips(Path(base.data_dir), "val", length=1).scenes
-    floor = WorldClips(Path(base.data_dir), "train", length=1).scenes
-    scenes = {"test": val, "floor": floor}
-    encoder = load_text_encoder(base.text.encoder, base.text.max_length)
-    judges = load_judges(ecfg, "models/evaluators", device)
+    base, device, ecfg, scenes, encoder, judges = val_setup(args.profile, args.prompts)
+    val = scenes["test"]
     results, arrays, videos = {}, {}, {}
     for arm, preset in ARMS.items():
         cfg = load_config("params.yaml", args.profile, {"model": {"preset": preset}})

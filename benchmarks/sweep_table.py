@@ -1,9 +1,33 @@
-"""Markdown pieces the val sweeps share (space_sweep.py, levels_sweep.py): a measure with its interval,
-and a paired difference with its verdict."""
+"""What the val sweeps share (space_sweep.py, levels_sweep.py): their evaluation set-up, and the markdown
+of a measure with its interval and of a paired difference with its verdict."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+from streamdit.acceleration import resolve_device
+from streamdit.config import load_config
+from streamdit.data import WorldClips
+from streamdit.evaluate import load_judges
 from streamdit.quality import LOWER_IS_BETTER
+from streamdit.text import load_text_encoder
+
+
+def val_setup(profile: str, prompts: int):
+    """The profile's config, device, the study's evaluation cut to ``prompts`` val prompts and the sample
+    scheme (no drift, held-out pairs or repeated latency), the val scenes with as many train scenes for the
+    floor, the text encoder and the world judges."""
+    base = load_config("params.yaml", profile)
+    device = resolve_device(base.train.device)
+    ecfg = dataclasses.replace(base.evaluate, prompts=prompts, drift_prompts=0, heldout_prompts=0,
+                               schemes=[base.sample.scheme], switch_pairs=1, latency_repeats=1)  # fmt: skip
+    scenes = {
+        "test": WorldClips(Path(base.data_dir), "val", length=1).scenes,
+        "floor": WorldClips(Path(base.data_dir), "train", length=1).scenes,
+    }
+    encoder = load_text_encoder(base.text.encoder, base.text.max_length)
+    return base, device, ecfg, scenes, encoder, load_judges(ecfg, "models/evaluators", device)
 
 
 def cell(report: dict, name: str) -> str:
