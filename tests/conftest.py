@@ -46,6 +46,7 @@ def tiny_overrides(world, **train):
         "model": {"preset": "tiny_pixel", "resolution": 16, "patch": 4, "dim": 32, "depth": 1, "heads": 2},
         "evaluate": {"clip_frames": 8},
         "train": {
+            "finetune_from": None,  # from scratch: no base model file exists here
             "steps": 6,
             "batch_size": 3,
             "warmup_steps": 2,
@@ -76,16 +77,19 @@ def kill_when_checkpointed(script: str, args: list[str], checkpoint: Path, timeo
 def tiny_model_file(tiny_world, tmp_path_factory):
     """A model file in train.py's format: the tiny world's model with its zero-initialised layers
     perturbed enough for the prompt to change the frames clearly, saved with the smoke profile's
-    settings (scheme [0, 2, 4, 8], guidance 3)."""
+    settings and the scheme [0, 2, 4, 8] (guidance 3; its student [0, 2, 4, 1])."""
     from test_model import _trained_like
 
     from streamdit.autoencoder import PixelSpace
     from streamdit.checkpoint import save_model
     from streamdit.config import load_config
 
-    cfg = load_config(
-        Path(__file__).resolve().parents[1] / "params.yaml", "smoke", tiny_overrides(tiny_world)
-    )
+    overrides = {
+        **tiny_overrides(tiny_world),
+        "sample": {"scheme": [0, 2, 4, 8]},
+        "distill": {"teacher": [0, 2, 4, 8]},
+    }
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml", "smoke", overrides)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_model(path, _trained_like(cfg.model, std=0.2), cfg.to_dict(), PixelSpace())
     return path

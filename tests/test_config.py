@@ -27,7 +27,7 @@ def test_profile_overrides_and_explicit_overrides_merge():
     cfg = load_config(PARAMS, "smoke", overrides={"sample": {"scheme": [0, 8, 1, 1]}, "model": {"depth": 3}})
     assert cfg.model.dim == 32 and cfg.model.depth == 3  # profile value kept, override applied
     assert cfg.sample.parsed_scheme.c == 1
-    assert cfg.train.steps == 20
+    assert cfg.train.steps == 10
 
 
 def test_unknown_keys_and_profiles_are_named():

@@ -2,10 +2,10 @@ import pytest
 import torch
 from test_sampling import FakeModel, oracle_towards, text
 
-from streamdit.fifo import FifoSampler, FifoScheme
+from streamdit.fifo import FifoSampler
 from streamdit.flow import interpolate
 from streamdit.sampling import StreamSampler
-from streamdit.schedule import Scheme
+from streamdit.schedule import FifoScheme, Scheme, check_stream, parse_scheme
 
 
 def zero_velocity(x, levels, pooled):
@@ -255,3 +255,25 @@ def test_bad_sampler_arguments_raise():
     model.cfg.space = "latent"
     with pytest.raises(ValueError, match="pass space="):
         sampler(model, fifo)
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_a_fifo_scheme_reads_back_what_it_writes_and_params_name_either_kind(lookahead):
+    fifo = FifoScheme(B=8, partitions=2, lookahead=lookahead)
+    assert FifoScheme.parse(str(fifo)) == fifo and parse_scheme(str(fifo)) == fifo
+    assert parse_scheme([4, 1, 4, 16]) == Scheme(4, 1, 4, 16) and parse_scheme("0,2,4,8") == Scheme(
+        0, 2, 4, 8
+    )
+    with pytest.raises(ValueError, match="is not 'FIFO-B<B>-n<partitions>"):
+        parse_scheme("FIFO-8-2")
+
+
+def test_a_stream_check_names_what_a_fifo_scheme_cannot_take():
+    fifo = FifoScheme(B=8, partitions=2, lookahead=True)
+    check_stream(fifo, 8)
+    with pytest.raises(ValueError, match="needs a buffer of 8, the model's is 4"):
+        check_stream(fifo, 4)
+    with pytest.raises(ValueError, match="neither a 'staggered' start-up nor a 'noised' context"):
+        check_stream(fifo, 8, context="noised")
+    with pytest.raises(ValueError, match="K >= 1 and N = 1"):
+        check_stream(Scheme(0, 2, 4, 8), 8, context="noised")

@@ -8,6 +8,7 @@ from conftest import tiny_overrides
 from test_train import fits_scheme, record_training_batches
 
 from streamdit.checkpoint import load_model
+from streamdit.config import load_config
 from streamdit.methods import method_config, resolve_methods
 from streamdit.tables import compare_methods
 from streamdit.train import run_key, train
@@ -27,26 +28,58 @@ def params_for(tmp_path, profile, **changes):
 
 def test_the_repository_params_resolve_for_every_profile(tmp_path):
     assert resolve_methods(PARAMS).run == yaml.safe_load(PARAMS.read_text())["methods_run"]
-    for profile in ("smoke", "cpu", "gpu"):
+    for profile in ("smoke", "cpu", "cpu_full", "gpu"):
         methods = resolve_methods(params_for(tmp_path, profile), profile)
-        assert set(methods.run) <= set(methods.entries)
-    assert resolve_methods(params_for(tmp_path, "gpu"), "gpu").run == list(methods.entries)
+        assert set(methods.run) <= set(methods.entries) - {"base"}
+    # every method but the base (its own stage) and mixed (the main model's own run)
+    for profile in ("cpu_full", "gpu"):
+        assert set(resolve_methods(params_for(tmp_path, profile), profile).run) == set(methods.entries) - {
+            "base",
+            "mixed",
+        }
 
 
 def test_a_methods_run_that_is_not_the_profiles_list_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="methods_run=\\[mixed, fifo\\]"):
-        resolve_methods(PARAMS, "smoke")
+    with pytest.raises(ValueError, match="methods_run=\\[uniform_clips, fifo, reuse, uniform_extension"):
+        resolve_methods(PARAMS, "gpu")
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         method_config(params_for(tmp_path, "smoke"), "smoke", "nope")
 
 
 def test_training_free_methods_share_the_run_of_the_model_they_sample(tmp_path, tiny_world):
     params = params_for(tmp_path, "smoke")
-    fifo, spec = method_config(params, "smoke", "fifo", tiny_overrides(tiny_world))
-    uniform, _ = method_config(params, "smoke", "uniform_extension", tiny_overrides(tiny_world))
-    assert spec.model_of == "uniform_extension" and run_key(fifo) == run_key(uniform)
-    assert fifo.evaluate.schemes == [[0, 8, 1, 2]] and uniform.evaluate.schemes == [[4, 1, 4, 16]]
-    assert fifo.train.schemes == [[0, 1, 8, 16], [4, 1, 4, 16]]
+    base = tiny_world.parent / "base.pt"
+    base.write_bytes(b"the bytes of a base model")  # the run key holds the base file's digest
+    overrides = {**tiny_overrides(tiny_world), "train": {"finetune_from": str(base)}}
+    fifo, spec = method_config(params, "smoke", "fifo", overrides)
+    reuse, reuse_spec = method_config(params, "smoke", "reuse", overrides)
+    uniform, _ = method_config(params, "smoke", "uniform_clips", overrides)
+    assert spec.model_of == reuse_spec.model_of == "uniform_clips"
+    assert run_key(fifo) == run_key(uniform) == run_key(reuse)
+    assert fifo.evaluate.schemes == ["FIFO-B8-n2-lookahead"] and str(fifo.evaluate.parsed_schemes[0]) == (
+        "FIFO-B8-n2-lookahead"
+    )
+    assert (
+        reuse.evaluate.schemes == [[4, 1, 4, 16]]
+        and reuse.evaluate.context == reuse.sample.context == "noised"
+    )
+    assert uniform.evaluate.context == "clean" and fifo.train.schemes == [[0, 1, 8, 16]]
+
+
+def test_every_method_fine_tunes_from_the_base_at_the_main_models_budget(tmp_path):
+    """The paper's protocol: the base trains from scratch; StreamDiT and every method start from it with
+    the train section's steps (methods.train adds nothing), so `mixed` is the main model's own run."""
+    params = params_for(tmp_path, "cpu")
+    main = load_config(params, "cpu")
+    base, _ = method_config(params, "cpu", "base")
+    assert base.train.finetune_from is None and base.train.schemes == [[0, 1, 8, 16]]
+    assert base.train.steps > main.train.steps and main.train.finetune_from == "models/base.pt"
+    for name in resolve_methods(params, "cpu").entries:
+        if name != "base":
+            cfg, _ = method_config(params, "cpu", name)
+            assert (cfg.train.finetune_from, cfg.train.steps) == ("models/base.pt", main.train.steps), name
+    mixed, _ = method_config(params, "cpu", "mixed")
+    assert mixed.to_dict()["train"] == main.to_dict()["train"]
 
 
 def frame_zero_responses(model) -> tuple[bool, bool]:

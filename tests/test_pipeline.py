@@ -20,7 +20,7 @@ import yaml
 from streamdit.checkpoint import load_space
 from streamdit.clip import clip_retrieval, load_clip
 from streamdit.data import load_split
-from streamdit.pipeline import format_seconds, parse_parameter, stage_times, summary
+from streamdit.pipeline import format_seconds, parse_parameter, record_stage_seconds, stage_times, summary
 from streamdit.video import read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,16 +85,19 @@ def test_stages_write_metrics_and_figures(smoke_repo):
     repo, _ = smoke_repo
     data = json.loads((repo / "metrics/data.json").read_text())
     assert data["train"]["clips"] == yaml.safe_load((repo / "params.yaml").read_text())["data"]["n_train"]
+    base = json.loads((repo / "metrics/base.json").read_text())
+    assert base["steps"] == 20 and base["finetune_from"] is None
+    # 20 steps of the smoke model from scratch already learn: the loss of the first 2 steps against the
+    # last 2 falls at least 1.15x (measured 1.49 -> 1.10, 1.36x, before the base stage existed)
+    assert base["loss_last"] < base["loss_first"] / 1.15, (base["loss_first"], base["loss_last"])
     train = json.loads((repo / "metrics/train.json").read_text())
-    assert train["steps"] == 20 and math.isfinite(train["loss_last"])
-    # 20 steps of the smoke model already learn: the loss of the first 2 steps against the last 2
-    # falls at least 1.15x (measured 1.49 -> 1.10, 1.36x)
-    assert train["loss_last"] < train["loss_first"] / 1.15, (train["loss_first"], train["loss_last"])
+    assert train["steps"] == 10 and math.isfinite(train["loss_last"])
+    assert train["finetune_from"]["path"] == "models/base.pt"  # the main model fine-tunes the base
     sample = json.loads((repo / "metrics/sample.json").read_text())
-    assert sample["finite"] and sample["scheme"] == "K0-N2-c4-s8"
-    # scheme (4, 8) with guidance: 8 calls per 4 frames, 2 forward passes each, in the steady stream;
-    # 16 frames are T = 16 calls to the first chunk and 8 for each of the 3 others
-    assert sample["nfe_per_frame"] == 4.0 and sample["model_calls"] == 16 + 3 * 8
+    assert sample["finite"] and sample["scheme"] == "K0-N4-c2-s4"
+    # scheme (2, 4) with guidance: 4 calls per 2 frames, 2 forward passes each, in the steady stream;
+    # 16 frames are T = 16 calls to the first chunk and 4 for each of the 7 others
+    assert sample["nfe_per_frame"] == 4.0 and sample["model_calls"] == 16 + 7 * 4
     for figure in (
         "reports/data/train_strip.png",
         "reports/train/loss.png",
@@ -136,12 +139,12 @@ def test_evaluation_and_distillation_metrics(smoke_repo):
     assert reported["top1"] == pytest.approx(again["top1"], abs=1 / reported["clips"])  # one tie may flip
     teacher = json.loads((repo / "metrics/evaluate.json").read_text())
     student = json.loads((repo / "metrics/evaluate_student.json").read_text())
-    assert set(teacher["schemes"]) == {"K0-N2-c4-s8"} and set(student["schemes"]) == {"K0-N2-c4-s1"}
-    for metrics, calls_to_first_chunk in ((teacher, 16), (student, 2)):  # T = N * s
+    assert set(teacher["schemes"]) == {"K0-N4-c2-s4"} and set(student["schemes"]) == {"K0-N4-c2-s1"}
+    for metrics, calls_to_first_chunk in ((teacher, 16), (student, 4)):  # T = N * s
         for m in metrics["schemes"].values():
             latency = m["latency"]
             assert math.isfinite(m["fvd"]) and latency["startup_calls"] == calls_to_first_chunk
-            # steady frames over steady time: one over the mean gap per frame (chunks of 4 frames)
+            # steady frames over steady time: one over the mean gap per frame (chunks of 2 frames)
             frame_gap = sum(latency["frame_gaps_s"]) / len(latency["frame_gaps_s"])
             assert latency["frames_per_second"] == pytest.approx(1 / frame_gap, rel=1e-2)
     # the real data's ceiling and floor come from real clips alone: the student's evaluation finds the
@@ -150,16 +153,16 @@ def test_evaluation_and_distillation_metrics(smoke_repo):
     assert set(student["paired_vs_teacher"]) >= {"caption_mean", "subject_consistency", "fvd", "kid"}
     assert {"drift", "heldout"} <= set(teacher) and evaluators["video_encoder"]["test"]["clips"] == 200
     assert evaluators["video_encoder"]["robustness"]["clips"] == 200
-    # guided teacher (4, 8): 2 calls per frame x 2 passes; unguided student (4, 1): 1 call per 4 frames
-    assert teacher["schemes"]["K0-N2-c4-s8"]["latency"]["nfe_per_frame"] == 4.0
-    assert student["schemes"]["K0-N2-c4-s1"]["latency"]["nfe_per_frame"] == 0.25
+    # guided teacher (2, 4): 2 calls per frame x 2 passes; unguided student (2, 1): 1 call per 2 frames
+    assert teacher["schemes"]["K0-N4-c2-s4"]["latency"]["nfe_per_frame"] == 4.0
+    assert student["schemes"]["K0-N4-c2-s1"]["latency"]["nfe_per_frame"] == 0.5
     distill = json.loads((repo / "metrics/distill.json").read_text())
-    assert distill["distill"]["nfe_reduction"] == 16.0
-    fvd_t = teacher["schemes"]["K0-N2-c4-s8"]["long_stream"]["fvd"]
-    fvd_s = student["schemes"]["K0-N2-c4-s1"]["long_stream"]["fvd"]
+    assert distill["distill"]["nfe_reduction"] == 8.0
+    fvd_t = teacher["schemes"]["K0-N4-c2-s4"]["long_stream"]["fvd"]
+    fvd_s = student["schemes"]["K0-N4-c2-s1"]["long_stream"]["fvd"]
     text = (repo / "reports/distill_evaluation/teacher_vs_student.md").read_text()
     assert f"Student FVD (pooled over windows) is {100 * (fvd_s / fvd_t - 1):+.1f}%" in text
-    assert "falls 16.0x" in text and "## Paired differences, student - teacher" in text
+    assert "falls 8.0x" in text and "## Paired differences, student - teacher" in text
 
 
 def test_methods_are_compared_in_one_table_with_intervals(smoke_repo):
@@ -181,11 +184,17 @@ def test_methods_are_compared_in_one_table_with_intervals(smoke_repo):
         (m,) = evaluation["schemes"].values()
         assert [fvd, caption] == [m["long_stream"]["fvd"], m["long_stream"]["caption_mean"]]
         assert float(rows[name]["fps"]) == m["latency"]["frames_per_second"]
-        assert int(rows[name]["train_steps"]) == params["profiles"]["smoke"]["methods"]["train"]["steps"]
-    assert rows["fifo"]["model"] == "uniform_extension" and rows["fifo"]["scheme"] == "K0-N8-c1-s2"
-    # every method but StreamDiT at the same budget gets its paired differences from it
+        # every method fine-tunes from the base at the main model's budget
+        assert int(rows[name]["train_steps"]) == params["profiles"]["smoke"]["train"]["steps"]
+        assert evaluation["method"]["finetune_from"] == "models/base.pt"
+    assert rows["fifo"]["model"] == "uniform_clips" and rows["fifo"]["scheme"] == "FIFO-B8-n2-lookahead"
+    assert rows["reuse"]["model"] == "uniform_clips" and rows["reuse"]["scheme"] == "K4-N1-c4-s16"
+    assert (
+        float(rows["fifo"]["nfe_per_frame"]) == float(rows["reuse"]["nfe_per_frame"]) == 8
+    )  # 4 calls, guided
+    # every method gets its paired differences from StreamDiT, the main model, at the same budget
     comparison = json.loads((repo / "metrics/comparison.json").read_text())
-    assert comparison["paired_vs"] == "mixed" and set(comparison["paired"]) == set(methods) - {"mixed"}
+    assert comparison["paired_vs"] == "streamdit_main" and set(comparison["paired"]) == set(methods)
     assert "fifo |" in (repo / "reports/comparison/paired.md").read_text()
     for figure in ("quality_over_length.png", "sample_strips.png"):
         assert (repo / "reports/comparison" / figure).stat().st_size > 1000
@@ -202,6 +211,7 @@ def test_report_summarises_every_stage(smoke_repo):
         "## Teacher against distilled student",
         "## Caption accuracy per attribute",
         "## Latency",
+        "## Stage times",
         "## Figures",
     ):
         assert section in report, section
@@ -224,14 +234,25 @@ def test_dvc_plots_and_experiments(smoke_repo, tmp_path):
     # (docs/pipeline.md) changes the run and `dvc exp show` lists it.
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, symlinks=True)
-    run(["dvc", "exp", "run", "-S", "profiles.smoke.methods.train.steps=2", "-n", "fewer-steps"], copy, env)
+    run(["dvc", "exp", "run", "-S", "profiles.smoke.train.steps=4", "-n", "fewer-steps"], copy, env)
     shown = run(["dvc", "exp", "show", "--csv", "--no-pager"], copy, env)
     assert "fewer-steps" in shown
-    train = json.loads((copy / "metrics/methods_train/mixed.json").read_text())
-    assert train["steps"] == 2
+    for path in ("metrics/train.json", "metrics/methods_train/uniform_clips.json"):
+        assert json.loads((copy / path).read_text())["steps"] == 4, path
+    assert json.loads((copy / "metrics/base.json").read_text())["steps"] == 20  # the base keeps its budget
 
 
 # The stage runner (streamdit.pipeline) on its own.
+
+
+def test_the_runner_adds_the_stage_time_to_its_metrics_file(tmp_path):
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"steps": 3}))
+    record_stage_seconds(metrics, 12.345)
+    assert json.loads(metrics.read_text()) == {"steps": 3, "stage_seconds": 12.3}
+    record_stage_seconds(tmp_path / "none.json", 1.0)  # a stage that wrote no metrics: nothing to add
+    record_stage_seconds(None, 1.0)
+    assert not (tmp_path / "none.json").exists()
 
 
 def test_parameters_are_read_as_papermill_reads_them():

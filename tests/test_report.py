@@ -108,3 +108,21 @@ def test_the_run_section_says_how_the_classifier_was_trained_and_what_it_survive
     assert "75% of its clips softened or halved" in text
     assert "softened 0.970 and halved 0.955 val clips" in text
     assert "exact edges only" in robustness_text({"video_encoder": {"degraded": 0.0, "robustness": robust}})
+
+
+def test_stage_times_come_from_each_stages_metrics_and_add_up(tmp_path):
+    import json
+
+    from streamdit.report import STAGE_FILES, stage_time_lines
+
+    for k, (_, name) in enumerate(STAGE_FILES):
+        (tmp_path / name).write_text(json.dumps({"stage_seconds": 60.0 * (k + 1)}))
+    for folder in ("methods", "methods_train"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "fifo.json").write_text(json.dumps({"stage_seconds": 30.0}))
+    (tmp_path / "comparison.json").write_text(json.dumps({"rows": []}))  # recorded before stage times
+    lines = stage_time_lines(tmp_path, ["fifo"])
+    total = sum(60.0 * (k + 1) for k in range(len(STAGE_FILES))) + 60.0
+    assert "| base | 4.0 |" in lines and "| train_method@fifo | 0.5 |" in lines
+    assert f"| **sum** | **{total / 60:.1f}** |" in lines
+    assert any(line.startswith("Not recorded") and line.endswith("compare.") for line in lines)

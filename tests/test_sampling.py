@@ -179,3 +179,55 @@ def test_a_uniform_start_up_fills_the_steady_buffer_from_one_clip():
         StreamSampler(FakeModel(recorder, frames=8), Scheme(4, 1, 4, 16), text(), startup="uniform")
     with pytest.raises(ValueError, match="startup must be one of"):
         StreamSampler(FakeModel(recorder, frames=8), scheme, text(), startup="noise")
+
+
+def test_a_noised_context_denoises_the_last_frames_again_with_the_chunk():
+    """ReuseDiffuse-style extension: every call sees the K reference frames at the chunk's level, holding
+    the last K emitted frames noised along the path with one noise draw per chunk."""
+    scheme = Scheme(2, 1, 2, 3)
+    seen = []
+
+    def rule(x, levels, pooled):
+        seen.append((x.clone(), levels.clone()))
+        return (x - 0.5) / levels.clamp_min(1e-6)[..., None, None, None]
+
+    sampler = StreamSampler(FakeModel(rule, frames=4), scheme, text(), context="noised",
+                            generator=torch.Generator().manual_seed(3))  # fmt: skip
+    video = sampler.take(6)
+    assert torch.allclose(
+        video, torch.full_like(video, 0.5), atol=1e-4
+    )  # the oracle's frames, context or not
+    for _, levels in seen:  # one level per call for the whole buffer: the model sees one uniform clip
+        assert torch.equal(levels, levels[:, :1].expand_as(levels)) and levels.min() > 0
+    x, _ = seen[scheme.T]  # the first call of the second chunk: its references are noised, not clean
+    assert not torch.allclose(x[:, :2], torch.full_like(x[:, :2], 0.5), atol=1e-2)
+
+
+def test_a_clean_context_keeps_the_references_at_level_zero_and_a_noised_one_needs_k_and_one_chunk():
+    scheme = Scheme(2, 1, 2, 3)
+    levels = []
+    sampler = StreamSampler(FakeModel(lambda x, lv, p: levels.append(lv) or torch.zeros_like(x), frames=4),
+                            scheme, text())  # fmt: skip
+    sampler.take(4)
+    assert levels[-1][0, :2].tolist() == [0.0, 0.0] and levels[-1][0, 2] > 0
+    for bad in (Scheme(0, 1, 4, 3), Scheme(2, 2, 1, 2)):
+        with pytest.raises(ValueError, match="K >= 1 and N = 1"):
+            StreamSampler(FakeModel(lambda x, lv, p: x, frames=4), bad, text(), context="noised")
+    with pytest.raises(ValueError, match="context must be one of"):
+        StreamSampler(FakeModel(lambda x, lv, p: x, frames=4), scheme, text(), context="dirty")
+
+
+def test_the_noised_references_are_the_emitted_frames_on_the_path():
+    """The reference frames a call sees are exactly (1 - t) x_emitted + t e for the chunk's level t."""
+    scheme = Scheme(2, 1, 2, 2)
+    seen = []
+    model = FakeModel(lambda x, lv, p: seen.append((x.clone(), lv.clone())) or torch.ones_like(x), frames=4)
+    sampler = StreamSampler(
+        model, scheme, text(), context="noised", generator=torch.Generator().manual_seed(1)
+    )
+    first = sampler.take(2)  # the first chunk (decoded: the identity for pixels)
+    noise = sampler.context_noise.clone()
+    sampler.step()
+    x, lv = seen[-1]
+    t = lv[0, 0]
+    assert torch.allclose(x[:, :2], (1 - t) * first + t * noise)

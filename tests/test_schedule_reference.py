@@ -22,12 +22,15 @@ import yaml
 from test_sampling import FakeModel, text
 
 from streamdit.config import TrainConfig, load_config
+from streamdit.fifo import FifoSampler
 from streamdit.methods import method_config
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import (
+    FifoScheme,
     Scheme,
     buffer_levels,
     offset_from_unit,
+    parse_scheme,
     sample_training_levels,
     segment_levels,
 )
@@ -114,12 +117,15 @@ class Recorder:
         return torch.ones_like(x)
 
 
-def record_stream(scheme: Scheme, shift: float, calls: int) -> tuple[Recorder, list[torch.Tensor | None]]:
+def record_stream(
+    scheme: Scheme, shift: float, calls: int, context: str = "clean"
+) -> tuple[Recorder, list[torch.Tensor | None]]:
     """Run ``calls`` calls of a real ``StreamSampler`` (v = 1, no guidance): the recorder and what each
     call emitted (``[c, 1, 2, 2]`` or None)."""
     recorder = Recorder()
     model = FakeModel(recorder, frames=scheme.B)
-    sampler = StreamSampler(model, scheme, text(), shift=shift, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    sampler = StreamSampler(model, scheme, text(), shift=shift, generator=generator, context=context)
     emitted = []
     for _ in range(calls):
         chunk = sampler.step()
@@ -270,13 +276,15 @@ class Usage:
 
     where: str
     draw: TrainingDraw
-    scheme: Scheme
+    scheme: Scheme | FifoScheme
     shift: float
     training_free: bool = False  # a baseline that samples a model with a scheme it was not trained on
+    context: str = "clean"  # what the reference frames hold (schedule.CONTEXTS)
 
 
 # Training-free baselines: a model sampled with a scheme it was never trained on, by definition of the
 # method (FIFO-Diffusion: the uniform model denoised diagonally). Their patterns lie outside training.
+# The re-noised extension (`reuse`) is training free too, but hands the uniform model uniform levels only.
 TRAINING_FREE = {"fifo"}
 
 
@@ -327,19 +335,32 @@ def usages(tmp_path_factory) -> list[Usage]:
         params.write_text(yaml.safe_dump({**raw, "methods_run": run}, sort_keys=False))
         for name in run:
             mcfg, spec = method_config(params, profile, name)
-            scheme, free = Scheme.parse(spec.scheme), name in TRAINING_FREE
+            scheme, free = parse_scheme(spec.scheme), name in TRAINING_FREE
             out += [
                 Usage(
-                    f"{profile} method {name}", train_draw(mcfg.train), scheme, mcfg.sample.time_shift, free
-                )
+                    f"{profile} method {name}",
+                    train_draw(mcfg.train),
+                    scheme,
+                    mcfg.sample.time_shift,
+                    free,
+                    spec.context,
+                )  # fmt: skip
             ]
     return out
 
 
 @functools.cache
-def patterns(scheme: Scheme, shift: float) -> list[tuple[int, torch.Tensor]]:
+def patterns(
+    scheme: Scheme | FifoScheme, shift: float, context: str = "clean"
+) -> list[tuple[int, torch.Tensor]]:
     """The distinct level patterns ``[B]`` a real stream hands the model, with the first call of each."""
-    recorder, _ = record_stream(scheme, shift, calls_to_cover(scheme))
+    if isinstance(scheme, FifoScheme):
+        recorder = Recorder()
+        sampler = FifoSampler(FakeModel(recorder, frames=scheme.B), scheme, text(), shift=shift)
+        for _ in range(scheme.warmup + 3):
+            sampler.step()
+    else:
+        recorder, _ = record_stream(scheme, shift, calls_to_cover(scheme), context)
     seen = {}
     for n, levels in enumerate(recorder.levels):
         seen.setdefault(tuple(round(v, 6) for v in levels.tolist()), (n, levels))
@@ -350,7 +371,7 @@ def outside_training(usages: list[Usage]) -> list[str]:
     """One line per usage with a pattern that training cannot draw: its first such pattern."""
     lines = []
     for usage in usages:
-        for n, levels in patterns(usage.scheme, usage.shift):
+        for n, levels in patterns(usage.scheme, usage.shift, usage.context):
             if not drawable(levels, usage.draw):
                 lines.append(
                     f"{usage.where}: {usage.scheme} at shift {usage.shift}, call {n}: levels "

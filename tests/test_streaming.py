@@ -2,9 +2,9 @@ import pytest
 import torch
 from test_sampling import FakeModel
 
-from streamdit.fifo import FifoSampler, FifoScheme
+from streamdit.fifo import FifoSampler
 from streamdit.sampling import StreamSampler
-from streamdit.schedule import Scheme
+from streamdit.schedule import FifoScheme, Scheme
 from streamdit.streaming import (
     Streamer,
     follow_timeline,

@@ -16,7 +16,7 @@ import json
 import socket
 import sys
 
-from streamdit.schedule import STARTUPS, Scheme
+from streamdit.schedule import CONTEXTS, STARTUPS, parse_scheme
 from streamdit.streaming import (
     Streamer,
     follow_timeline,
@@ -34,9 +34,9 @@ from streamdit.video import make_sink
 def streamer_from(args: argparse.Namespace) -> Streamer:
     """The model of ``--model`` with the scheme, guidance and device of the arguments; ``--seed`` and
     ``--fps`` default to the values stored with the model."""
-    scheme = Scheme.parse(args.scheme) if args.scheme else None
+    scheme = parse_scheme(args.scheme) if args.scheme else None
     streamer = load_streamer(args.model, scheme=scheme, distilled=args.distilled, cfg_scale=args.cfg_scale,
-                             startup=args.startup, device=args.device)  # fmt: skip
+                             startup=args.startup, context=args.context, device=args.device)  # fmt: skip
     sample = streamer.config["sample"]
     if args.seed is None:
         args.seed = sample["seed"]
@@ -120,10 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--distilled", action="store_true", help="the model is a distilled student: its scheme, no guidance"
     )
-    model.add_argument("--scheme", help="partition scheme K,N,c,s (default: the one stored with the model)")
+    model.add_argument(
+        "--scheme",
+        help="partition scheme K,N,c,s, or FIFO-Diffusion's FIFO-B8-n2-lookahead "
+        "(default: the one stored with the model)",
+    )
     model.add_argument("--cfg-scale", type=float, help="guidance scale (default: stored with the model)")
     model.add_argument("--startup", choices=STARTUPS, default="staggered",
                        help="the first buffer: pure noise, or one uniform clip (K = 0)")  # fmt: skip
+    model.add_argument(
+        "--context",
+        choices=CONTEXTS,
+        help="the K reference frames: clean, or re-noised with the chunk (a uniform "
+        "model's training-free extension, K >= 1, N = 1); default: the model's",
+    )
     model.add_argument("--seed", type=int, help="noise seed (default: the model's sample.seed)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     video = argparse.ArgumentParser(add_help=False)

@@ -19,7 +19,7 @@ from streamdit.acceleration import check_compile_mode, check_device, check_preci
 from streamdit.autoencoder import AutoencoderConfig
 from streamdit.model import PRESETS, ModelConfig
 from streamdit.params import build_dataclass, check_type, dataclass_defaults, deep_merge
-from streamdit.schedule import STARTUPS, Scheme, check_buffer
+from streamdit.schedule import FifoScheme, Scheme, check_buffer, check_start, check_stream, parse_scheme
 from streamdit.world import WorldConfig
 
 
@@ -151,13 +151,22 @@ class DistillConfig(LoopConfig):
         return Scheme.parse(self.teacher)
 
 
+def check_start_settings(scheme: Scheme | FifoScheme, startup: str, context: str) -> None:
+    """What ``check_stream`` checks that does not need the model's buffer."""
+    if isinstance(scheme, FifoScheme):
+        check_stream(scheme, scheme.B, startup, context)
+    else:
+        check_start(scheme, startup, context)
+
+
 @dataclass
 class SampleConfig:
     """Streaming generation: which scheme, how much guidance, what to write."""
 
-    scheme: list[int] = field(default_factory=lambda: [0, 2, 4, 8])
+    scheme: list[int] | str = field(default_factory=lambda: [0, 2, 4, 8])  # or a FIFO one, "FIFO-B8-n2"
     cfg_scale: float = 3.0
     time_shift: float = 1.0
+    context: str = "clean"  # the reference frames (schedule.CONTEXTS)
     frames: int = 48
     prompts: list[str] = field(default_factory=list)
     fps: int = 8
@@ -165,7 +174,7 @@ class SampleConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        Scheme.parse(self.scheme)
+        check_start_settings(self.parsed_scheme, "staggered", self.context)
         if self.cfg_scale < 0:
             raise ValueError(f"sample.cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
         if self.frames < 1 or self.fps < 1:
@@ -173,8 +182,8 @@ class SampleConfig:
         check_device(self.device)
 
     @property
-    def parsed_scheme(self) -> Scheme:
-        return Scheme.parse(self.scheme)
+    def parsed_scheme(self) -> Scheme | FifoScheme:
+        return parse_scheme(self.scheme)
 
 
 @dataclass
@@ -187,7 +196,7 @@ class EvalConfig:
     clip_every: int = 16  # offset between the clips of quality over time
     batch_size: int = 32  # streams generated in parallel
     cfg_scale: float = 3.0
-    schemes: list[list[int]] = field(default_factory=lambda: [[0, 2, 4, 8]])  # [K, N, c, s] each
+    schemes: list[list[int] | str] = field(default_factory=lambda: [[0, 2, 4, 8]])  # [K, N, c, s] or FIFO
     switch_pairs: int = 8  # prompt pairs (A, B) for the switch test
     switch_frame: int = 16  # frames of A before the switch
     switch_after: int = 24  # frames of B scored after it
@@ -204,6 +213,7 @@ class EvalConfig:
     drift_frames: int = 256  # their length, scored in non-overlapping clip_frames windows
     heldout_prompts: int = 32  # prompts of the held-out attribute pairs (0: none), one window each
     startup: str = "staggered"  # how each stream fills its first buffer (schedule.STARTUPS)
+    context: str = "clean"  # what its reference frames hold (schedule.CONTEXTS)
     seed: int = 2
 
     def __post_init__(self) -> None:
@@ -231,8 +241,6 @@ class EvalConfig:
             raise ValueError(f"evaluate.switch_threshold must be in (0, 1], got {self.switch_threshold}")
         if self.cfg_scale < 0:
             raise ValueError(f"evaluate.cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
-        if self.startup not in STARTUPS:
-            raise ValueError(f"evaluate.startup must be one of {STARTUPS}, got {self.startup!r}")
         if not 0.0 < self.bootstrap_level < 1.0:
             raise ValueError(f"evaluate.bootstrap_level must be in (0, 1), got {self.bootstrap_level}")
         if not self.schemes:
@@ -254,12 +262,12 @@ class EvalConfig:
                 f"evaluate.heldout_prompts must be 0 or in [2, prompts={self.prompts}] (FVD needs 2 clips; "
                 f"the real held-out clips are compared with as many test clips), got {self.heldout_prompts}"
             )
-        for scheme in self.schemes:
-            Scheme.parse(scheme)
+        for scheme in self.parsed_schemes:
+            check_start_settings(scheme, self.startup, self.context)
 
     @property
-    def parsed_schemes(self) -> list[Scheme]:
-        return [Scheme.parse(s) for s in self.schemes]
+    def parsed_schemes(self) -> list[Scheme | FifoScheme]:
+        return [parse_scheme(s) for s in self.schemes]
 
     @property
     def offsets(self) -> list[int]:
@@ -360,9 +368,11 @@ class Config:
     autoencoder: AutoencoderTrainConfig
 
     def __post_init__(self) -> None:
-        schemes = self.train.parsed_schemes + [self.sample.parsed_scheme, self.distill.teacher_scheme]
-        for scheme in schemes + self.evaluate.parsed_schemes:
+        for scheme in self.train.parsed_schemes + [self.distill.teacher_scheme]:
             check_buffer(scheme, self.model.frames)
+        check_stream(self.sample.parsed_scheme, self.model.frames, context=self.sample.context)
+        for scheme in self.evaluate.parsed_schemes:
+            check_stream(scheme, self.model.frames, self.evaluate.startup, self.evaluate.context)
         if not self.evaluate.i3d_path and self.evaluate.clip_frames != self.data.frames_per_clip:
             raise ValueError(
                 f"evaluate.clip_frames={self.evaluate.clip_frames} must equal data.frames_per_clip="

@@ -216,7 +216,14 @@ def evaluate_model(
     schemes, extra = {}, {}
     for k, scheme in enumerate(ecfg.parsed_schemes):
         streamer = Streamer(
-            model, text_encoder, scheme, ecfg.cfg_scale, shift, space=space, startup=ecfg.startup
+            model,
+            text_encoder,
+            scheme,
+            ecfg.cfg_scale,
+            shift,
+            space=space,
+            startup=ecfg.startup,
+            context=ecfg.context,
         )
         schemes[str(scheme)], quality = evaluate_scheme(
             streamer, text, test_scenes, real, real_report["clip_score"], ecfg, judges,

@@ -58,89 +58,14 @@ decoded with the space (``autoencoder.py``), as ``StreamSampler`` emits its chun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from streamdit.acceleration import autocast
 from streamdit.flow import euler_step, interpolate
 from streamdit.sampling import Stream, advance, guided_velocity, levels_like
-from streamdit.schedule import Scheme, nfe_per_call
+from streamdit.schedule import FifoScheme, Scheme
 from streamdit.text import TextEmbedding
-
-
-@dataclass(frozen=True)
-class FifoScheme:
-    """FIFO-Diffusion on a model of buffer ``B``: ``partitions`` blocks of B frames on the diagonal,
-    T = partitions * B steps per frame, with or without lookahead denoising."""
-
-    B: int
-    partitions: int
-    lookahead: bool
-
-    def __post_init__(self) -> None:
-        for name in ("B", "partitions"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"FIFO {name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.lookahead, bool):
-            raise ValueError(f"FIFO lookahead must be True or False, got {self.lookahead!r}")
-        if self.lookahead and self.B % 2:
-            raise ValueError(
-                f"lookahead denoising keeps half of each block of B frames: B must be even, got B={self.B}"
-            )
-
-    @property
-    def T(self) -> int:
-        """Denoising steps each frame goes through: one per queue position of the diagonal."""
-        return self.partitions * self.B
-
-    @property
-    def K(self) -> int:
-        """Look-behind frames at the output end (clean, level 0): B / 2 with lookahead, else 0."""
-        return self.B // 2 if self.lookahead else 0
-
-    @property
-    def c(self) -> int:
-        """Frames emitted together: one per step."""
-        return 1
-
-    @property
-    def frames(self) -> int:
-        """Frames in the queue: K look-behind frames and the T frames of the diagonal."""
-        return self.K + self.T
-
-    @property
-    def queue(self) -> Scheme:
-        """The moving-buffer scheme whose levels at offset 0 (before a step) and 1 (after) are the queue's."""
-        return Scheme(K=self.K, N=self.T, c=1, s=1)
-
-    @property
-    def warmup(self) -> int:
-        """Steps whose head frame is dropped: the T - B positions initialised with copies of clip frame 0."""
-        return self.T - self.B
-
-    @property
-    def blocks(self) -> tuple[tuple[int, int], ...]:
-        """One ``(start, keep)`` per model call of a step: the call sees queue frames ``[start, start + B)``
-        and its update is kept on ``[keep, start + B)``, head first. The kept ranges tile the diagonal."""
-        if self.lookahead:
-            half = self.B // 2
-            return tuple((r * half, (r + 1) * half) for r in range(2 * self.partitions))
-        return tuple((r * self.B, r * self.B) for r in range(self.partitions))
-
-    @property
-    def calls_per_frame(self) -> int:
-        """Model calls per emitted frame after the warm-up: partitions, twice that with lookahead."""
-        return len(self.blocks)
-
-    def nfe_per_frame(self, cfg_scale: float) -> int:
-        """Forward passes per emitted frame after the warm-up, times 2 with guidance."""
-        return self.calls_per_frame * nfe_per_call(cfg_scale)
-
-    def __str__(self) -> str:
-        return f"FIFO-B{self.B}-n{self.partitions}" + ("-lookahead" if self.lookahead else "")
 
 
 class FifoSampler(Stream):

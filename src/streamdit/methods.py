@@ -22,6 +22,7 @@ import yaml
 
 from streamdit.config import Config, load_config
 from streamdit.params import build_dataclass, deep_merge
+from streamdit.schedule import parse_scheme
 
 
 @dataclass
@@ -29,8 +30,9 @@ class MethodSpec:
     """One entry of ``methods.entries``: what the method samples with and how its model is trained."""
 
     about: str  # one line for the comparison table
-    scheme: list[int]  # the sampling scheme [K, N, c, s]
+    scheme: list[int] | str  # the sampling scheme [K, N, c, s], or FIFO-Diffusion's ("FIFO-B8-n2-lookahead")
     cfg_scale: float | None = None  # guidance; None: evaluate.cfg_scale
+    context: str = "clean"  # the reference frames (schedule.CONTEXTS): "noised" extends training free
     model_of: str | None = None  # sample the model of this other method (training free)
     train: dict[str, Any] = field(default_factory=dict)  # overrides of the train section
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the model section
@@ -64,8 +66,10 @@ def resolve_methods(params_file: str | Path, profile: str | None = None) -> Meth
         raise ValueError(
             f"unknown profile {profile!r} in {params_file}; choose one of {sorted(raw['profiles'])}"
         )
-    layer = (raw["profiles"][profile] or {}).get("methods", {})
-    section = deep_merge(raw["methods"], layer, f"profiles.{profile}.methods.")
+    layer = dict((raw["profiles"][profile] or {}).get("methods", {}))
+    # methods.train holds train-section keys (load_config checks them), so a profile may add any
+    train = {**raw["methods"]["train"], **layer.pop("train", {})}
+    section = {**deep_merge(raw["methods"], layer, f"profiles.{profile}.methods."), "train": train}
     entries = {
         name: build_dataclass(MethodSpec, values, f"methods.entries.{name}")
         for name, values in section["entries"].items()
@@ -110,11 +114,12 @@ def method_config(
     method_layer = {
         "train": {**methods.train, **trained.train},
         "model": trained.model,
-        "sample": {"scheme": spec.scheme, "cfg_scale": cfg_scale},
+        "sample": {"scheme": spec.scheme, "cfg_scale": cfg_scale, "context": spec.context},
         # Drift and the held-out pairs are measured for the main model and its student only.
         "evaluate": {
             "schemes": [spec.scheme],
             "cfg_scale": cfg_scale,
+            "context": spec.context,
             "drift_prompts": 0,
             "heldout_prompts": 0,
         },
@@ -131,9 +136,12 @@ def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
         "name": name,
         "about": spec.about,
         "model_of": spec.model_of or name,
-        "scheme": list(spec.scheme),
+        "scheme": spec.scheme if isinstance(spec.scheme, str) else list(spec.scheme),
+        "context": spec.context,
+        "nfe_per_frame": parse_scheme(spec.scheme).nfe_per_frame(cfg.evaluate.cfg_scale),
         "cfg_scale": cfg.evaluate.cfg_scale,
         "train_steps": cfg.train.steps,
+        "finetune_from": cfg.train.finetune_from,
         "train_batch_size": cfg.train.batch_size,
         "level_mode": cfg.train.level_mode,
         "train_schemes": [list(s) for s in cfg.train.schemes],

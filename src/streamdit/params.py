@@ -48,7 +48,13 @@ def check_type(value: Any, hint: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return check_type(value, next(a for a in args if a is not type(None)), where)
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:  # the first type the value fits; the last one's error otherwise
+            try:
+                return check_type(value, option, where)
+            except ValueError:
+                continue
+        return check_type(value, options[-1], where)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where} must be a list, got {value!r}")

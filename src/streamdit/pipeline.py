@@ -18,6 +18,9 @@ string). Unlike the bare ``papermill`` command it shows what a person watching t
 ``streamdit`` module its notebooks import, directly or through other modules (``source_deps``), the
 list each stage's ``deps`` in dvc.yaml holds (tests/test_dvc_deps.py checks it).
 
+The runner adds the stage's wall time to the JSON of its ``metrics_file`` parameter (``stage_seconds``),
+from which the report tabulates the study's stage times.
+
 ``python -m streamdit.pipeline summary --since EPOCH`` prints, from the executed notebooks' papermill
 metadata, the wall time of every stage that ran since ``EPOCH`` (seconds), the total, and where the
 report is. The runner is no stage dependency, as papermill itself is none: it decides how a notebook
@@ -65,7 +68,19 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: dict) -> 
         extra_arguments=KERNEL_ARGUMENTS,
     )
     seconds = time.perf_counter() - start
+    record_stage_seconds(parameters.get("metrics_file"), seconds)
     print(f"stage {Path(output).stem}: done in {format_seconds(seconds)}", file=sys.stderr, flush=True)
+
+
+def record_stage_seconds(metrics_file: str | Path | None, seconds: float) -> None:
+    """Add the stage's wall time (``stage_seconds``) to the metrics JSON its notebook wrote, where the
+    report reads every stage's time from (a stage without a metrics file records nothing)."""
+    if metrics_file is None or not Path(metrics_file).is_file():
+        return
+    metrics = json.loads(Path(metrics_file).read_text())
+    if isinstance(metrics, dict):
+        metrics["stage_seconds"] = round(seconds, 1)
+        Path(metrics_file).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def format_seconds(seconds: float) -> str:

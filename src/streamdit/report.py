@@ -30,7 +30,14 @@ from streamdit.tables import (
 
 # DESIGN.md section 1, "Baselines": the methods the paper compares StreamDiT with. Every other entry of
 # params.yaml `methods` is an ablation of StreamDiT itself.
-BASELINES = ("uniform_extension", "uniform_clips", "fifo", "diffusion_forcing")
+BASELINES = (
+    "uniform_clips",
+    "fifo",
+    "reuse",
+    "uniform_extension",
+    "diffusion_forcing",
+    "diffusion_forcing_context",
+)
 # The paper's real-time bar: 16 frames/s (512p, one H100).
 PAPER_FPS = 16.0
 FIGURES = (
@@ -80,7 +87,7 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
     else:
         lines.append(
             "- Claim: mixed training is at least as good as the best single scheme. Not tested at this "
-            "profile (no `single_*` method ran; the gpu profile runs them)."
+            "profile (no `single_*` method ran; the cpu_full and gpu profiles run them)."
         )
     for name in BASELINES:
         if name not in paired:
@@ -190,6 +197,53 @@ def _machine_line(what: str, machine: dict | None) -> str:
     )
 
 
+# The stages in the order dvc runs them, each with its metrics JSON under metrics/ (where the pipeline
+# runner records its wall time, ``stage_seconds``); the methods' stages come after evaluate_student.
+STAGE_FILES = (
+    ("data", "data.json"),
+    ("evaluators", "evaluators.json"),
+    ("autoencoder", "autoencoder.json"),
+    ("base", "base.json"),
+    ("train", "train.json"),
+    ("sample", "sample.json"),
+    ("distill", "distill.json"),
+    ("evaluate", "evaluate.json"),
+    ("evaluate_student", "evaluate_student.json"),
+)
+
+
+def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 90.0) -> list[str]:
+    """The wall time of every stage of the study as its last run recorded it, and their sum."""
+    files = [(name, metrics_dir / f) for name, f in STAGE_FILES]
+    files += [(f"train_method@{m}", metrics_dir / "methods_train" / f"{m}.json") for m in methods]
+    files += [(f"evaluate_method@{m}", metrics_dir / "methods" / f"{m}.json") for m in methods]
+    files.append(("compare", metrics_dir / "comparison.json"))
+    rows, total, missing = [], 0.0, []
+    for name, path in files:
+        seconds = _read(path).get("stage_seconds") if path.exists() else None
+        if seconds is None:
+            missing.append(name)
+            continue
+        total += seconds
+        rows.append(f"| {name} | {seconds / 60:.1f} |")
+    lines = [
+        "## Stage times",
+        "",
+        "Wall time of each stage's last run (`stage_seconds` in its metrics JSON, recorded by "
+        "`streamdit.pipeline run`); set-up (`make install`), `make data`'s check and this report are not "
+        f"in the sum. DESIGN.md's budget for `make study`, set-up included: {budget_min:g} min.",
+        "",
+        "| stage | minutes |",
+        "|---|---|",
+        *rows,
+        f"| **sum** | **{total / 60:.1f}** |",
+        "",
+    ]
+    if missing:
+        lines += [f"Not recorded (a run before the runner recorded stage times): {', '.join(missing)}.", ""]
+    return lines
+
+
 def write_study_report(
     params_file: str | Path = "params.yaml",
     profile: str | None = None,
@@ -205,6 +259,7 @@ def write_study_report(
     cfg = load_config(params_file, profile)
     raw = yaml.safe_load(Path(params_file).read_text())
     data = _read(metrics_dir / "data.json")
+    base = _read(metrics_dir / "base.json")
     train = _read(metrics_dir / "train.json")
     evaluators = _read(metrics_dir / "evaluators.json")
     autoencoder = _read(metrics_dir / "autoencoder.json")
@@ -248,7 +303,12 @@ def write_study_report(
         f"intervals over prompts ({ev.bootstrap} resamples, {100 * ev.bootstrap_level:.0f}%).",
         _machine_line("Training hardware", train.get("machine")),
         _machine_line("Evaluation hardware", teacher.get("machine")),
-        f"- Main model: {train['steps']} steps in {train['train_seconds'] / 60:.1f} min "
+        f"- Protocol (the paper's): the base T2V model, a uniform clip model, trained {base['steps']} steps "
+        f"from scratch in {base['train_seconds'] / 60:.1f} min (loss {base['loss_first']:.3f} -> "
+        f"{base['loss_last']:.3f}); StreamDiT (the main model) and every method's model fine-tuned from it "
+        f"{train['steps']} steps, the training-free baselines run on the control (the base fine-tuned the "
+        "same steps as a uniform model).",
+        f"- Main model: {train['steps']} fine-tuning steps in {train['train_seconds'] / 60:.1f} min "
         f"({train['samples_per_second']} samples/s), loss {train['loss_first']:.3f} -> "
         f"{train['loss_last']:.3f}. Distillation: {distill['steps']} steps in "
         f"{distill['distill_seconds'] / 60:.1f} min. Evaluators: the world classifier's accuracy on real "
@@ -274,8 +334,9 @@ def write_study_report(
         "## StreamDiT against the baselines",
         "",
         "From `metrics/comparison.json` (`compare` stage): every measure pooled over the windows of the "
-        "streams. `mixed` is trained with the baselines' budget; `streamdit_main` is the main model of "
-        "the `train` stage.",
+        "streams. Every row's model is the base fine-tuned the same steps (training-free rows: the "
+        "control's); `streamdit_main` is StreamDiT, the main model of the `train` stage; `nfe_per_frame` "
+        "counts the forward passes per frame of one stream (guidance: 2 per call).",
         "",
         *markdown_table(main_rows, MAIN_COLUMNS),
         "",
@@ -291,9 +352,9 @@ def write_study_report(
         lines += markdown_table(ablation_rows, MAIN_COLUMNS)
     else:
         lines.append(
-            f"None ran at the {cfg.profile} profile (its `methods.run` holds only the baselines). The gpu "
-            "profile runs them all; at any profile, `dvc exp run -S 'methods_run=[...]'` with the same list "
-            "in the profile's `methods.run` adds them (docs/baselines.md)."
+            f"None ran at the {cfg.profile} profile (its `methods.run` holds only the baselines). The "
+            "cpu_full and gpu profiles run them all; at any profile, `dvc exp run -S 'methods_run=[...]'` "
+            "with the same list in the profile's `methods.run` adds them (docs/baselines.md)."
         )
     lines += [
         "",
@@ -333,6 +394,7 @@ def write_study_report(
         "",
         *markdown_table(latency_rows, LATENCY_COLUMNS),
         "",
+        *stage_time_lines(metrics_dir, method_names),
         "## Figures",
         "",
     ]

@@ -16,8 +16,8 @@ from torch import nn
 
 from streamdit.acceleration import autocast, check_precision
 from streamdit.autoencoder import PixelSpace
-from streamdit.flow import euler_step
-from streamdit.schedule import STARTUPS, Scheme, buffer_levels, check_buffer, nfe_per_call
+from streamdit.flow import euler_step, interpolate
+from streamdit.schedule import Scheme, buffer_levels, check_buffer, check_start, nfe_per_call
 from streamdit.text import TextEmbedding, cat, null_embedding
 
 
@@ -40,11 +40,21 @@ def guided_velocity(
 
 
 def levels_like(
-    scheme: Scheme, offset: torch.Tensor | float, started: torch.Tensor | bool, shift: float, x: torch.Tensor
+    scheme: Scheme,
+    offset: torch.Tensor | float,
+    started: torch.Tensor | bool,
+    shift: float,
+    x: torch.Tensor,
+    context: str = "clean",
 ) -> torch.Tensor:
     """Per-frame levels ``[b, B]`` of buffer ``x [b, B, ...]`` at ``offset`` (a float, or ``[b]`` with
-    ``started [b]``), on ``x``'s device and in its dtype."""
+    ``started [b]``), on ``x``'s device and in its dtype. A "noised" ``context`` puts the reference
+    frames at the level of the first chunk (``CONTEXTS``)."""
     t = buffer_levels(scheme, offset, shift, started)
+    if context == "noised" and scheme.K:
+        t = torch.cat(
+            [t[..., scheme.K : scheme.K + 1].expand(*t.shape[:-1], scheme.K), t[..., scheme.K :]], -1
+        )
     return t.to(x.device, x.dtype).expand(x.shape[0], -1)
 
 
@@ -57,16 +67,18 @@ def advance(
     text: TextEmbedding,
     cfg_scale: float = 1.0,
     shift: float = 1.0,
+    context: str = "clean",
 ) -> torch.Tensor:
     """One model call on the moving buffer ``x [b, B, c, h, w]``: the buffer at ``offset + 1``.
 
     ``offset`` and ``started`` are one value for all rows (the sampler) or ``[b]`` tensors, one
     per row (distillation). The sampler and the distillation teacher both call this, so they
-    integrate exactly the same way. Nothing is emitted or shifted here.
+    integrate exactly the same way. Nothing is emitted or shifted here. ``context``: the reference
+    frames' levels (``CONTEXTS``, ``levels_like``).
     """
     # 1. Advance levels: every chunk moves one grid step towards t = 0.
-    t_now = levels_like(scheme, offset, started, shift, x)
-    t_next = levels_like(scheme, offset + 1, started, shift, x)
+    t_now = levels_like(scheme, offset, started, shift, x, context)
+    t_next = levels_like(scheme, offset + 1, started, shift, x, context)
     # 2. Call the model (with guidance) at the current levels.
     v = guided_velocity(model, x, t_now, text, cfg_scale)
     # 3. Integrate: one Euler step per frame; frames whose level stays put do not move.
@@ -165,20 +177,28 @@ class StreamSampler(Stream):
     (schedule.py); "uniform" (the paper's, K = 0) denoises one clip of B frames as a uniform clip model
     would and fills the first buffer with its intermediate frames, chunk j taken at the grid index it
     holds in the steady stream, so every call of the start-up is a plain clip denoising step. Both
-    emit the first chunk after T calls."""
+    emit the first chunk after T calls.
+
+    ``context`` (``CONTEXTS``): "clean" reference frames at level 0, or "noised", the training-free
+    extension of a uniform clip model (ReuseDiffuse-style, scheme ``[K, 1, c, s]``): every call sees the
+    last K emitted frames noised again (with noise drawn once per chunk) to the chunk's level and the
+    buffer denoised as one clip; before the first chunk the K frames are denoised with it from noise."""
 
     def __init__(
-        self, model: nn.Module, scheme: Scheme, text: TextEmbedding, *, startup: str = "staggered", **stream
+        self,
+        model: nn.Module,
+        scheme: Scheme,
+        text: TextEmbedding,
+        *,
+        startup: str = "staggered",
+        context: str = "clean",
+        **stream,
     ):  # stream: Stream's keywords (cfg_scale, shift, generator, frame_shape, precision, space)
         check_buffer(scheme, model.cfg.frames)
-        if startup not in STARTUPS:
-            raise ValueError(f"startup must be one of {STARTUPS}, got {startup!r}")
-        if startup == "uniform" and scheme.K:
-            raise ValueError(
-                f"a uniform start-up fills a buffer without reference frames (K = 0), got {scheme}"
-            )
+        check_start(scheme, startup, context)
         super().__init__(model, text, **stream)
         self.scheme = scheme
+        self.context = context
         # The stream starts from pure noise at offset o = s - T (see schedule.py), or from one uniform clip.
         self.x = self._noise(scheme.B)
         self.offset = scheme.s - scheme.T
@@ -193,10 +213,20 @@ class StreamSampler(Stream):
             if not self.filling:  # one chunk (N = 1): the clip is the buffer itself
                 del self.clip
         self.recent = self.x[:, :0]  # the last (up to K) emitted frames
+        self.context_noise = self._noise(scheme.K) if context == "noised" else None
 
     def levels(self, offset: float) -> torch.Tensor:
         """Per-frame levels [b, B] of the buffer at ``offset`` in the model's dtype."""
-        return levels_like(self.scheme, float(offset), self.started, self.shift, self.x)
+        return levels_like(self.scheme, float(offset), self.started, self.shift, self.x, self.context)
+
+    def _noised_references(self) -> torch.Tensor:
+        """The buffer with its reference frames replaced by the last K emitted frames noised to the
+        chunk's current level (a "noised" context once the stream has started)."""
+        K = self.scheme.K
+        t = self.levels(self.offset)[:, :K]
+        x = self.x.clone()
+        x[:, :K] = interpolate(self.recent, self.context_noise, t)
+        return x
 
     @property
     def filling(self) -> bool:
@@ -234,6 +264,8 @@ class StreamSampler(Stream):
             self._fill()
             return None
         K, c, s = self.scheme.K, self.scheme.c, self.scheme.s
+        if self.context == "noised" and self.started:
+            self.x = self._noised_references()
         # 1-3. Advance levels, call the model, integrate one Euler step (see ``advance``).
         with autocast(self.device, self.precision):
             self.x = advance(
@@ -245,6 +277,7 @@ class StreamSampler(Stream):
                 self.text,
                 self.cfg_scale,
                 self.shift,
+                self.context,
             )
         self.offset += 1
         self.calls += 1
@@ -260,6 +293,8 @@ class StreamSampler(Stream):
         self.recent = torch.cat([self.recent, chunk], dim=1)[:, max(0, self.recent.shape[1] + c - K) :]
         refs = self.recent if self.started else self._noise(K)
         self.x = torch.cat([refs, self.x[:, K + c :], self._noise(c)], dim=1)
+        if self.context == "noised":
+            self.context_noise = self._noise(K)  # the next chunk's noise for its references
         self.offset -= s
         # 7. Decode the emitted chunk (frame by frame; the identity for a pixel model).
         with autocast(self.device, self.precision):

@@ -27,6 +27,7 @@ exactly the level patterns the sampler produces (and the continuum between grid 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -278,3 +279,135 @@ def independent_levels(
         raise ValueError(f"independent levels need batch >= 1 and B >= 1 frames, got {batch}, {B}")
     u = torch.rand(batch, B, generator=generator, dtype=torch.float64)
     return time_shift(u, shift).float(), torch.ones(batch, B, dtype=torch.bool)
+
+
+# What a moving buffer's K reference frames hold: the clean last frames of the stream at level 0 (a model
+# trained with clean context), or those frames noised again to the level of the one chunk after them, so
+# that a uniform clip model that never saw clean context denoises them with the chunk as one clip and
+# the sampler puts the known frames back after every call (ReuseDiffuse-style training-free extension).
+CONTEXTS = ("clean", "noised")
+
+
+def check_start(scheme: Scheme, startup: str, context: str) -> None:
+    """Raise unless ``startup`` (``STARTUPS``) and ``context`` (``CONTEXTS``) suit ``scheme``."""
+    if startup not in STARTUPS:
+        raise ValueError(f"startup must be one of {STARTUPS}, got {startup!r}")
+    if startup == "uniform" and scheme.K:
+        raise ValueError(f"a uniform start-up fills a buffer without reference frames (K = 0), got {scheme}")
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+    if context == "noised" and (scheme.K == 0 or scheme.N != 1):
+        raise ValueError(
+            "a noised context re-noises the K reference frames to the level of the one chunk after them: "
+            f"it needs K >= 1 and N = 1, got {scheme}"
+        )
+
+
+@dataclass(frozen=True)
+class FifoScheme:
+    """FIFO-Diffusion on a model of buffer ``B``: ``partitions`` blocks of B frames on the diagonal,
+    T = partitions * B steps per frame, with or without lookahead denoising."""
+
+    B: int
+    partitions: int
+    lookahead: bool
+
+    def __post_init__(self) -> None:
+        for name in ("B", "partitions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"FIFO {name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.lookahead, bool):
+            raise ValueError(f"FIFO lookahead must be True or False, got {self.lookahead!r}")
+        if self.lookahead and self.B % 2:
+            raise ValueError(
+                f"lookahead denoising keeps half of each block of B frames: B must be even, got B={self.B}"
+            )
+
+    @property
+    def T(self) -> int:
+        """Denoising steps each frame goes through: one per queue position of the diagonal."""
+        return self.partitions * self.B
+
+    @property
+    def K(self) -> int:
+        """Look-behind frames at the output end (clean, level 0): B / 2 with lookahead, else 0."""
+        return self.B // 2 if self.lookahead else 0
+
+    @property
+    def c(self) -> int:
+        """Frames emitted together: one per step."""
+        return 1
+
+    @property
+    def frames(self) -> int:
+        """Frames in the queue: K look-behind frames and the T frames of the diagonal."""
+        return self.K + self.T
+
+    @property
+    def queue(self) -> Scheme:
+        """The moving-buffer scheme whose levels at offset 0 (before a step) and 1 (after) are the queue's."""
+        return Scheme(K=self.K, N=self.T, c=1, s=1)
+
+    @property
+    def warmup(self) -> int:
+        """Steps whose head frame is dropped: the T - B positions initialised with copies of clip frame 0."""
+        return self.T - self.B
+
+    @property
+    def blocks(self) -> tuple[tuple[int, int], ...]:
+        """One ``(start, keep)`` per model call of a step: the call sees queue frames ``[start, start + B)``
+        and its update is kept on ``[keep, start + B)``, head first. The kept ranges tile the diagonal."""
+        if self.lookahead:
+            half = self.B // 2
+            return tuple((r * half, (r + 1) * half) for r in range(2 * self.partitions))
+        return tuple((r * self.B, r * self.B) for r in range(self.partitions))
+
+    @property
+    def calls_per_frame(self) -> int:
+        """Model calls per emitted frame after the warm-up: partitions, twice that with lookahead."""
+        return len(self.blocks)
+
+    def nfe_per_frame(self, cfg_scale: float) -> int:
+        """Forward passes per emitted frame after the warm-up, times 2 with guidance."""
+        return self.calls_per_frame * nfe_per_call(cfg_scale)
+
+    def __str__(self) -> str:
+        return f"FIFO-B{self.B}-n{self.partitions}" + ("-lookahead" if self.lookahead else "")
+
+    @classmethod
+    def parse(cls, spec: str) -> FifoScheme:
+        """The scheme its ``str`` writes: "FIFO-B<B>-n<partitions>", optionally "-lookahead"."""
+        match = re.fullmatch(r"FIFO-B(\d+)-n(\d+)(-lookahead)?", spec.strip())
+        if match is None:
+            raise ValueError(
+                f"FIFO scheme {spec!r} is not 'FIFO-B<B>-n<partitions>[-lookahead]' "
+                "(e.g. 'FIFO-B8-n2-lookahead')"
+            )
+        return cls(B=int(match[1]), partitions=int(match[2]), lookahead=match[3] is not None)
+
+
+def parse_scheme(spec: list[int] | tuple[int, ...] | str) -> Scheme | FifoScheme:
+    """A stream's scheme from params: ``[K, N, c, s]`` (or "K,N,c,s") for the moving buffer, or a
+    ``FifoScheme`` written as its ``str`` ("FIFO-B8-n2-lookahead")."""
+    if isinstance(spec, str) and spec.strip().upper().startswith("FIFO"):
+        return FifoScheme.parse(spec)
+    return Scheme.parse(spec)
+
+
+def check_stream(
+    scheme: Scheme | FifoScheme, B: int, startup: str = "staggered", context: str = "clean"
+) -> None:
+    """Raise unless a stream of ``scheme`` with ``startup`` and ``context`` runs on a model of buffer ``B``
+    (FIFO-Diffusion starts from a clip of its own, with clean look-behind frames)."""
+    if isinstance(scheme, FifoScheme):
+        if scheme.B != B:
+            raise ValueError(f"{scheme} needs a buffer of {scheme.B}, the model's is {B}")
+        if startup != "staggered" or context != "clean":
+            raise ValueError(
+                f"{scheme} starts from a clip of its own with clean look-behind frames: it takes neither "
+                f"a {startup!r} start-up nor a {context!r} context"
+            )
+        return
+    check_buffer(scheme, B)
+    check_start(scheme, startup, context)

@@ -38,6 +38,7 @@ from streamdit.video import reference_strip, to_uint8, write_gif, write_mp4
 
 # The row every method is compared with, pair by pair: StreamDiT trained with the methods' budget.
 REFERENCE_METHOD = "mixed"
+MAIN_ROW = "streamdit_main"  # the comparison's row of the main model (tables.compare_methods)
 
 
 def prompts_to_sample(cfg: Config, count: int) -> tuple[list[str], list]:
@@ -60,7 +61,7 @@ def sample_streams(
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     sample = cfg.sample
     streamer = Streamer(model, encoder, sample.parsed_scheme, sample.cfg_scale, sample.time_shift,
-                        space=load_space(model_path, device))  # fmt: skip
+                        space=load_space(model_path, device), context=sample.context)  # fmt: skip
     prompts, real = prompts_to_sample(cfg, count)
     video, stats = timed_stream(streamer, encoder(prompts), cfg.sample.frames, cfg.sample.seed)
     frames = [to_uint8(v) for v in video]
@@ -180,15 +181,18 @@ def compare_methods_report(
     methods_reports_dir: str | Path,
     report_dir: str | Path,
     arrays_dir: str | Path = "evaluations/methods",
+    main_arrays_file: str | Path = "evaluations/streamdit.npz",
 ) -> dict:
     """The comparison of the profile's methods (``streamdit.methods``) and the main model.
 
     Reads each method's evaluation ``metrics_dir/<method>.json`` (its strip in
     ``methods_reports_dir/<method>/evaluation``) and the main model's ``main_metrics_file``; writes
     ``comparison.md`` / ``.csv``, quality over stream length of every method and the stacked sample
-    strips to ``report_dir``. When the methods include StreamDiT at their budget (``REFERENCE_METHOD``),
-    every other method's paired differences from it (``evaluate.paired_differences``, from the
-    per-prompt arrays in ``arrays_dir``) go to ``paired.md``. Returns the rows and the differences."""
+    strips to ``report_dir``. Every method's paired differences (``evaluate.paired_differences``, from the
+    per-prompt arrays in ``arrays_dir``) from StreamDiT go to ``paired.md``: from ``REFERENCE_METHOD``
+    when the methods include it, else from the main model (``main_arrays_file``), which every method
+    matches in budget when ``methods.train`` adds nothing to the train section. Returns the rows and the
+    differences."""
     methods = resolve_methods(params_file, profile)
     method_metrics = {
         name: read_json(Path(metrics_dir) / f"{name}.json", "method evaluation") for name in methods.run
@@ -199,18 +203,23 @@ def compare_methods_report(
     )
     write_comparison(rows, main, report_dir)
     paired = {}
+    arrays = {name: read_arrays(Path(arrays_dir) / f"{name}.npz") for name in methods.run}
     if REFERENCE_METHOD in methods.run:
-        arrays = {name: read_arrays(Path(arrays_dir) / f"{name}.npz") for name in methods.run}
-        ref = arrays[REFERENCE_METHOD]
-        ref_key = only_scheme(method_metrics[REFERENCE_METHOD])[0]
+        reference, ref, ref_key = (REFERENCE_METHOD, arrays[REFERENCE_METHOD],
+                                   only_scheme(method_metrics[REFERENCE_METHOD])[0])  # fmt: skip
+    elif methods.train:
+        reference = None  # the main model trained on another budget than the methods: nothing to pair
+    else:
+        reference, ref, ref_key = MAIN_ROW, read_arrays(main_arrays_file), next(iter(main["schemes"]))
+    if reference is not None:
         cfg = load_config(params_file, profile)
         for name in methods.run:
-            if name != REFERENCE_METHOD:
+            if name != reference:
                 key = only_scheme(method_metrics[name])[0]
                 paired[name] = paired_differences(arrays[name], key, ref, ref_key, cfg.evaluate)
-        write_paired(paired, REFERENCE_METHOD, main, report_dir)
+        write_paired(paired, reference, main, report_dir)
     clips = {name: only_scheme(method_metrics[name])[1]["clips"] for name in methods.run}
-    clips["streamdit_main"] = next(iter(main["schemes"].values()))["clips"]
+    clips[MAIN_ROW] = next(iter(main["schemes"].values()))["clips"]
     plot_methods_over_time(clips, main["real"]["clips"], Path(report_dir) / "quality_over_length.png")
     strips = {
         f"{n}: {method_metrics[n]['method']['about']}": Path(methods_reports_dir)
@@ -220,4 +229,4 @@ def compare_methods_report(
         for n in methods.run
     }
     stack_images(strips, Path(report_dir) / "sample_strips.png")
-    return {"rows": rows, "paired_vs": REFERENCE_METHOD, "paired": paired}
+    return {"rows": rows, "paired_vs": reference, "paired": paired}

@@ -26,12 +26,12 @@ from torch import nn
 from streamdit.acceleration import resolve_device
 from streamdit.autoencoder import PixelSpace
 from streamdit.checkpoint import load_model, load_space
-from streamdit.fifo import FifoSampler, FifoScheme
+from streamdit.fifo import FifoSampler
 from streamdit.latency import spread
 from streamdit.metrics import frames_to_reach
 from streamdit.progress import progress_bar, show
 from streamdit.sampling import Stream, StreamSampler
-from streamdit.schedule import STARTUPS, Scheme, check_buffer
+from streamdit.schedule import FifoScheme, Scheme, check_stream, parse_scheme
 from streamdit.text import TextEmbedding, check_caption, load_text_encoder
 from streamdit.video import to_uint8
 
@@ -55,23 +55,10 @@ class Streamer:
     config: dict = field(default_factory=dict)  # the run's settings stored with the model
     space: nn.Module | None = None
     startup: str = "staggered"  # how a stream fills its first buffer (schedule.STARTUPS)
+    context: str = "clean"  # what its reference frames hold (schedule.CONTEXTS)
 
     def __post_init__(self) -> None:
-        if isinstance(self.scheme, FifoScheme):
-            if self.scheme.B != self.model.cfg.frames:
-                raise ValueError(f"{self.scheme} needs a buffer of {self.scheme.B}, the model's is "
-                                 f"{self.model.cfg.frames}")  # fmt: skip
-            if self.startup != "staggered":
-                raise ValueError(
-                    f"FIFO-Diffusion starts from a clip of its own, not a {self.startup} start-up"
-                )
-        else:
-            check_buffer(self.scheme, self.model.cfg.frames)
-            if self.startup not in STARTUPS or (self.startup == "uniform" and self.scheme.K):
-                raise ValueError(
-                    f"startup {self.startup!r} with {self.scheme}: one of {STARTUPS}, and a uniform "
-                    "start-up fills a buffer without reference frames (K = 0)"
-                )
+        check_stream(self.scheme, self.model.cfg.frames, self.startup, self.context)
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
         if self.space is None:
@@ -101,7 +88,8 @@ class Streamer:
             return FifoSampler(self.model, self.scheme, text, cfg_scale=self.cfg_scale, shift=self.shift,
                                generator=generator, space=self.space)  # fmt: skip
         return StreamSampler(self.model, self.scheme, text, cfg_scale=self.cfg_scale, shift=self.shift,
-                             generator=generator, space=self.space, startup=self.startup)  # fmt: skip
+                             generator=generator, space=self.space, startup=self.startup,
+                             context=self.context)  # fmt: skip
 
     def videos(
         self, text: TextEmbedding, frames: int, *, seed: int, batch_size: int, progress: bool = False
@@ -165,10 +153,11 @@ def timed_stream(
 def load_streamer(
     path: str | Path,
     *,
-    scheme: Scheme | None = None,
+    scheme: Scheme | FifoScheme | None = None,
     distilled: bool = False,
     cfg_scale: float | None = None,
     startup: str = "staggered",
+    context: str | None = None,
     device: str = "auto",
 ) -> Streamer:
     """The model in ``path`` (a model file, ``checkpoint.save_model``) with the settings stored beside it.
@@ -176,7 +165,8 @@ def load_streamer(
     By default a teacher streams with its config's ``sample`` scheme, guidance and time shift; a
     ``distilled`` student with the student scheme of ``distill.teacher``, without guidance (it is
     baked in). ``scheme`` and ``cfg_scale`` override either; ``startup``: how streams fill their first
-    buffer (``schedule.STARTUPS``).
+    buffer (``schedule.STARTUPS``); ``context``: what the reference frames hold (``schedule.CONTEXTS``;
+    None: the stored ``sample.context`` with the stored scheme, else clean).
     """
     device = resolve_device(device)
     model, config = load_model(path, device)
@@ -186,7 +176,7 @@ def load_streamer(
     else:
         sample = config["sample"]
         default_scheme, default_cfg, shift = (
-            Scheme.parse(sample["scheme"]),
+            parse_scheme(sample["scheme"]),
             sample["cfg_scale"],
             sample["time_shift"],
         )
@@ -202,6 +192,8 @@ def load_streamer(
         config,
         load_space(path, device),
         startup,
+        context
+        or (config["sample"].get("context", "clean") if scheme is None and not distilled else "clean"),
     )
 
 

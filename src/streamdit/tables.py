@@ -279,7 +279,7 @@ def compare_methods(
     rows.append(
         comparison_row(
             "streamdit_main",
-            "StreamDiT of the train stage (mixed)",
+            "StreamDiT of the train stage: mixed schemes c = 1, 2, 4, 8",
             "main",
             main_steps,
             {**scores, "scheme": scheme},
