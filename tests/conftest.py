@@ -57,8 +57,11 @@ def tiny_overrides(world, **train):
     }
 
 
-def kill_when_checkpointed(script: str, args: list[str], checkpoint: Path, timeout: float = 120) -> None:
-    """Run ``python -c script *args`` in a child process and SIGKILL it once ``checkpoint`` exists."""
+def kill_when_checkpointed(script: str, args: list[str], checkpoint: Path, timeout: float = 600) -> None:
+    """Run ``python -c script *args`` in a child process and SIGKILL it once ``checkpoint`` exists.
+
+    ``timeout`` only bounds a child that never checkpoints: on a loaded machine the child's imports and
+    first steps alone took over 2 minutes once, so the bound is far above a normal run's seconds."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     child = subprocess.Popen([sys.executable, "-c", script, *args], env=env)
     try:

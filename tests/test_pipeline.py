@@ -86,13 +86,13 @@ def test_stages_write_metrics_and_figures(smoke_repo):
     data = json.loads((repo / "metrics/data.json").read_text())
     assert data["train"]["clips"] == yaml.safe_load((repo / "params.yaml").read_text())["data"]["n_train"]
     base = json.loads((repo / "metrics/base.json").read_text())
-    assert base["steps"] == 20 and base["finetune_from"] is None
+    assert base["steps"] == 20 and base["finetuned_from"] is None
     # 20 steps of the smoke model from scratch already learn: the loss of the first 2 steps against the
     # last 2 falls at least 1.15x (measured 1.49 -> 1.10, 1.36x, before the base stage existed)
     assert base["loss_last"] < base["loss_first"] / 1.15, (base["loss_first"], base["loss_last"])
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["steps"] == 10 and math.isfinite(train["loss_last"])
-    assert train["finetune_from"]["path"] == "models/base.pt"  # the main model fine-tunes the base
+    assert train["finetuned_from"]["path"] == "models/base.pt"  # the main model fine-tunes the base
     sample = json.loads((repo / "metrics/sample.json").read_text())
     assert sample["finite"] and sample["scheme"] == "K0-N4-c2-s4"
     # scheme (2, 4) with guidance: 4 calls per 2 frames, 2 forward passes each, in the steady stream;

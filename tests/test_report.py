@@ -126,3 +126,26 @@ def test_stage_times_come_from_each_stages_metrics_and_add_up(tmp_path):
     assert "| base | 4.0 |" in lines and "| train_method@fifo | 0.5 |" in lines
     assert f"| **sum** | **{total / 60:.1f}** |" in lines
     assert any(line.startswith("Not recorded") and line.endswith("compare.") for line in lines)
+
+
+def test_the_seed_spread_sits_beside_the_method_differences_of_the_same_base(tmp_path):
+    import json
+
+    from streamdit.report import SEED_MEASURES, seed_lines
+
+    base = {"path": "models/base.pt", "sha1": "abc"}
+    compared = {
+        "paired": {"fifo": same_everywhere(diff(-0.1, -0.15, -0.05)) | {"caption_shape": diff(0, -1, 1)}}
+    }
+    path = tmp_path / "seed_spread.json"
+    assert any("Not measured" in line for line in seed_lines(path, {"finetuned_from": base}, compared))
+    spread = {m: {"mean": 0.5, "std": 0.02, "range": 0.04} for m in SEED_MEASURES}
+    pairs = {"1 - 0": {m: diff(0.01, -0.01, 0.03) for m in SEED_MEASURES},
+             "2 - 0": {m: diff(-0.04, -0.06, -0.02) for m in SEED_MEASURES}}  # fmt: skip
+    models = {"streamdit": {"spread": spread, "seed_pairs": pairs}}
+    path.write_text(json.dumps({"seeds": [0, 1, 2], "base": base, "models": models}))
+    lines = seed_lines(path, {"finetuned_from": base}, compared)
+    row = next(line for line in lines if line.startswith("| subject_consistency |"))
+    assert "0.5, 0.02" in row and "-0.04 [-0.06, -0.02]*" in row and "-0.1 [-0.15, -0.05]*" in row
+    other = seed_lines(path, {"finetuned_from": {**base, "sha1": "def"}}, compared)
+    assert any("another base model" in line for line in other)

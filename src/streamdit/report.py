@@ -244,6 +244,51 @@ def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 
     return lines
 
 
+# The measures whose seed-to-seed spread the report sets beside the method differences.
+SEED_MEASURES = ("caption_mean", "caption_shape", "subject_consistency", "dynamic_degree", "fvd")
+
+
+def seed_lines(seed_file: Path, train: dict, compared: dict) -> list[str]:
+    """The seed-to-seed spread of StreamDiT (``benchmarks/seed_spread.py``'s JSON) beside every method's
+    paired difference from it; says so when it was not measured or measured on another base."""
+    lines = ["## Seed-to-seed spread", ""]
+    command = "`python benchmarks/seed_spread.py` (after `make study`; then `dvc repro report`)"
+    if not seed_file.exists():
+        return lines + [f"Not measured for this run: {command} retrains StreamDiT with other seeds.", ""]
+    seeds = read_json(seed_file, "seed spread")
+    if seeds.get("base") != train.get("finetuned_from"):
+        return lines + [
+            f"`{seed_file}` was measured on another base model than this run's: rerun {command}.",
+            "",
+        ]
+    main = seeds["models"]["streamdit"]
+    listed = ", ".join(map(str, seeds["seeds"]))
+    lines += [
+        f"StreamDiT fine-tuned from this run's base with {len(seeds['seeds'])} training seeds ({listed}; "
+        f"`{seed_file}`, {command}), each streamed from the same noise on the same test prompts: "
+        "the standard deviation of each measure across seeds and the largest paired difference between two "
+        "seeds, beside every method's paired difference from StreamDiT. A method difference no larger than "
+        "the seed spread is one retraining StreamDiT alone could produce.",
+        "",
+        "| measure | StreamDiT across seeds (mean, std) | largest seed pair | "
+        + " | ".join(f"{m} - StreamDiT" for m in compared.get("paired", {}))
+        + " |",
+        "|---" * (3 + len(compared.get("paired", {}))) + "|",
+    ]
+    for m in SEED_MEASURES:
+        s = main["spread"][m]
+        pair = max(main["seed_pairs"].values(), key=lambda p: abs(p[m]["diff"]))[m]
+        cells = [
+            _interval(d[m]) + ("*" if d[m]["holds"] else "") for d in compared.get("paired", {}).values()
+        ]
+        lines.append(
+            f"| {m} | {s['mean']:.3g}, {s['std']:.2g} | {_interval(pair)}{'*' if pair['holds'] else ''} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines + ["", "`*`: the interval excludes 0.", ""]
+
+
 def write_study_report(
     params_file: str | Path = "params.yaml",
     profile: str | None = None,
@@ -394,6 +439,7 @@ def write_study_report(
         "",
         *markdown_table(latency_rows, LATENCY_COLUMNS),
         "",
+        *seed_lines(reports_dir / "seed_spread" / "seed_spread.json", train, compared),
         *stage_time_lines(metrics_dir, method_names),
         "## Figures",
         "",

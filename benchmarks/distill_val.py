@@ -1,0 +1,138 @@
+"""Which distillation settings bring the student closest to its teacher? The val measurement behind
+params.yaml's `distill` section in the paper's regime (teacher `distill.teacher`, e.g. [0, 4, 2, 4];
+student [0, 4, 2, 1]: several steps per frame, one unguided call per chunk position).
+
+Distils the study's teacher (`models/streamdit.pt`) under each variant of ``VARIANTS`` (overrides of
+the `distill` section; the first is the study's own setting, whose finished run is reused), streams the
+teacher (its scheme, guided) and every student (unguided) from the same noise on the first
+``--prompts`` val prompts, scores them with the study's evaluation against the val scenes' real
+streams, and gives every student's paired difference from the teacher (the DESIGN.md targets: caption
+accuracy within 3 points, FVD within +15%) and from the study's setting. Val only: the study reports
+on test.
+
+    python benchmarks/distill_val.py [--variants default lr1e-3 ...] [--prompts 64]
+
+Needs the study's outputs (data, evaluators, autoencoder, the teacher). Writes the students to
+``runs/distill_val/``, ``OUT/distill_val.json`` and ``OUT/README.md`` (``--out``, default
+reports/distill_val); a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from sweep_table import cell, difference_line, val_setup
+
+from streamdit.checkpoint import load_model, load_space
+from streamdit.distill import distill
+from streamdit.evaluate import evaluate_model
+from streamdit.quality import CAPTION_MEASURES, paired_differences
+
+TEACHER = Path("models/streamdit.pt")
+MODELS = Path("runs/distill_val")  # the students (ignored by git)
+VARIANTS = {
+    "default": {},  # the study's distill section
+    "lr1e-3": {"lr": 1e-3},
+    "steps800": {"steps": 800},
+    "no_startup": {"startup_prob": 0.0},
+    "batch8": {"batch_size": 8},
+}
+SHOWN = ("caption_shape", "caption_colour", "caption_size", "caption_motion", "caption_mean",
+         "subject_consistency", "dynamic_degree", "fvd")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="benchmarks/distill_val.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("reports/distill_val"))
+    args = parser.parse_args(argv)
+    if args.variants[0] != "default":
+        args.variants = ["default", *[v for v in args.variants if v != "default"]]
+    args.out.mkdir(parents=True, exist_ok=True)
+    base, device, ecfg, scenes, encoder, judges = val_setup(args.profile, args.prompts)
+    dcfg = base.distill
+    teacher_key, student_scheme = str(dcfg.teacher_scheme), dcfg.teacher_scheme.distilled()
+
+    def evaluate(path: Path, scheme, cfg_scale: float):
+        model, space = load_model(path, device)[0], load_space(path, device)
+        e = dataclasses.replace(ecfg, schemes=[dataclasses.astuple(scheme)], cfg_scale=cfg_scale)
+        return evaluate_model(model, encoder, scenes, e, judges, shift=dcfg.time_shift, device=device,
+                              space=space, progress=True)  # fmt: skip
+
+    teacher, teacher_arrays = evaluate(TEACHER, dcfg.teacher_scheme, dcfg.cfg_scale)
+    results = {
+        "teacher": {"scheme": teacher_key, "cfg_scale": dcfg.cfg_scale,
+                    "quality": teacher["schemes"][teacher_key]["long_stream"]},
+        "real": {"quality": teacher["real"]["long_stream"]},
+        "students": {},
+    }  # fmt: skip
+    key, arrays = str(student_scheme), {}
+    for name in args.variants:
+        variant = dataclasses.replace(dcfg, **VARIANTS[name])
+        path = MODELS / f"{name}.pt"
+        summary = distill(base, variant, TEACHER, path, progress=True)
+        metrics, arrays[name] = evaluate(path, student_scheme, 1.0)
+        quality = metrics["schemes"][key]["long_stream"]
+        results["students"][name] = {
+            "overrides": VARIANTS[name],
+            "distill_seconds": summary["distill_seconds"],
+            "loss_last": summary["loss_last"],
+            "quality": quality,
+            "fvd_vs_teacher_percent": 100 * (quality["fvd"] / results["teacher"]["quality"]["fvd"] - 1),
+            "minus_teacher": paired_differences(arrays[name], key, teacher_arrays, teacher_key, ecfg),
+        }
+        if name != "default":
+            results["students"][name]["minus_default"] = paired_differences(
+                arrays[name], key, arrays["default"], key, ecfg
+            )
+    (args.out / "distill_val.json").write_text(json.dumps(results, indent=1, default=float))
+    (args.out / "README.md").write_text(readme(results, args, student_scheme))
+    print(readme(results, args, student_scheme))
+    return results
+
+
+def readme(results: dict, args, student_scheme) -> str:
+    """The table (real, teacher, every student) and each student's paired differences."""
+    t = results["teacher"]
+    lines = [
+        "# Distillation settings (val prompts)",
+        "",
+        f"`python benchmarks/distill_val.py --variants {' '.join(args.variants)} --prompts {args.prompts}`: "
+        f"the study's teacher {t['scheme']} (guidance {t['cfg_scale']}) distilled into {student_scheme} "
+        "(unguided) under each variant of the `distill` section (`default`: the study's), every model "
+        "streamed from the same noise on the first val prompts and scored by the study's evaluation "
+        "against the val scenes' real streams (docs/metrics.md). DESIGN.md's targets for the student: "
+        "caption accuracy within 3 points of the teacher's, FVD within +15%.",
+        "",
+        "| | overrides | " + " | ".join(SHOWN) + " | FVD vs teacher |",
+        "|---" * (len(SHOWN) + 3) + "|",
+        "| real | | " + " | ".join(cell(results["real"]["quality"], n) for n in SHOWN) + " | |",
+        "| teacher | | " + " | ".join(cell(t["quality"], n) for n in SHOWN) + " | |",
+    ]
+    for name, s in results["students"].items():
+        lines.append(
+            f"| {name} | {s['overrides'] or ''} | "
+            + " | ".join(cell(s["quality"], n) for n in SHOWN)
+            + f" | {s['fvd_vs_teacher_percent']:+.0f}% |"
+        )
+    for name, s in results["students"].items():
+        for against in ("minus_teacher", "minus_default"):
+            if against not in s:
+                continue
+            other = "teacher" if against == "minus_teacher" else "default"
+            lines += ["", f"{name} minus {other}, paired over prompts (95% bootstrap interval):", ""]
+            for m in (*CAPTION_MEASURES, "subject_consistency", "dynamic_degree", "fvd"):
+                if m in s[against]:
+                    lines.append(difference_line(m, s[against][m], name, other))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()
