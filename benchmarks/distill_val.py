@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import torch
-from sweep_table import cell, difference_line, val_setup
+from sweep_table import cell, difference_block, val_setup
 
 from streamdit.checkpoint import load_model, load_space
 from streamdit.distill import distill
@@ -126,10 +126,8 @@ def readme(results: dict, args, student_scheme) -> str:
             if against not in s:
                 continue
             other = "teacher" if against == "minus_teacher" else "default"
-            lines += ["", f"{name} minus {other}, paired over prompts (95% bootstrap interval):", ""]
-            for m in (*CAPTION_MEASURES, "subject_consistency", "dynamic_degree", "fvd"):
-                if m in s[against]:
-                    lines.append(difference_line(m, s[against][m], name, other))
+            measures = (*CAPTION_MEASURES, "subject_consistency", "dynamic_degree", "fvd")
+            lines += difference_block(f"{name} minus {other}", s[against], measures, name, other)
     return "\n".join(lines) + "\n"
 
 

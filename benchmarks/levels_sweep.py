@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 import torch
-from sweep_table import cell, difference_line, val_setup
+from sweep_table import cell, difference_block, val_setup
 
 from streamdit.checkpoint import load_model, load_space
 from streamdit.config import load_config
@@ -113,11 +113,9 @@ def readme(results: dict, args) -> str:
     for row, entry in results["rows"].items():
         lines.append(f"| {row} | " + " | ".join(cell(entry["quality"], n) for n in SHOWN) + " |")
     study = next(iter(results["rows"]))
+    measures = (*CAPTION_MEASURES, "subject_consistency", "dynamic_degree", "flicker", "fvd")
     for row, diff in results["minus_study"].items():
-        lines += ["", f"{row} minus {study}, paired over prompts (95% bootstrap interval):", ""]
-        for name in (*CAPTION_MEASURES, "subject_consistency", "dynamic_degree", "flicker", "fvd"):
-            if name in diff:
-                lines.append(difference_line(name, diff[name], "row", "study"))
+        lines += difference_block(f"{row} minus {study}", diff, measures, "row", "study")
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 import torch
-from sweep_table import cell, difference_line, val_setup
+from sweep_table import cell, difference_block, val_setup
 
 from streamdit.checkpoint import load_model, load_space
 from streamdit.config import load_config
@@ -115,11 +115,10 @@ def readme(results: dict, args) -> str:
         report, iou = results[arm]["quality"], results[arm]["shape_iou"]
         iou_text = f"{iou['iou']:.3f} ({iou['disc']:.3f})" if iou else "-"
         lines.append(f"| {arm} | " + " | ".join(cell(report, n) for n in SHOWN) + f" | {iou_text} |")
-    lines += ["", "Latent minus pixel, paired over prompts (95% bootstrap interval):", ""]
-    diff = results["latent_minus_pixel"]
-    for name in (*CAPTION_MEASURES, "subject_consistency", "fvd", "kid"):
-        if name in diff:
-            lines.append(difference_line(name, diff[name], "latent", "pixel"))
+    measures = (*CAPTION_MEASURES, "subject_consistency", "fvd", "kid")
+    lines += difference_block(
+        "Latent minus pixel", results["latent_minus_pixel"], measures, "latent", "pixel"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -50,3 +50,10 @@ def difference_line(name: str, d: dict, a: str, b: str) -> str:
         a_higher = d["low"] > 0
         verdict = f"{a if a_higher == (name not in LOWER_IS_BETTER) else b} better"
     return f"- {name}: {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] ({verdict})"
+
+
+def difference_block(title: str, diff: dict, measures: tuple[str, ...], a: str, b: str) -> list[str]:
+    """A paired difference a - b as markdown: ``title`` ("x minus y"), then ``difference_line`` for each
+    of ``measures`` that ``diff`` (``quality.paired_differences``) holds."""
+    lines = ["", f"{title}, paired over prompts (95% bootstrap interval):", ""]
+    return lines + [difference_line(m, diff[m], a, b) for m in measures if m in diff]
