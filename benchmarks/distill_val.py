@@ -40,6 +40,7 @@ VARIANTS = {
     "steps800": {"steps": 800},
     "no_startup": {"startup_prob": 0.0},
     "batch8": {"batch_size": 8},
+    "steps800_lr1e-3": {"steps": 800, "lr": 1e-3},
 }
 SHOWN = ("caption_shape", "caption_colour", "caption_size", "caption_motion", "caption_mean",
          "subject_consistency", "dynamic_degree", "fvd")  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from streamdit.cli import build_parser, main
+from streamdit.schedule import time_grid
 from streamdit.streaming import load_streamer, write_stream
 from streamdit.video import Mp4Writer, read_video, to_uint8, write_mp4
 
@@ -114,11 +115,15 @@ def test_v2v_regenerates_every_input_frame(tiny_model_file, tmp_path, capsys):
     out = tmp_path / "out.gif"
     command = f"v2v --input {source} --prompt 'a red square' --strength 0.2 --scale 1 --out {out}"
     stats = run(tiny_model_file, command)
-    assert stats["frames"] == 11 and stats["start_level"] == 0.25
-    assert "input noised to level 0.25" in capsys.readouterr().err
+    # the first level at or above the strength on the model's grid (K0-N2-c4-s8: T = 16 steps)
+    shift = torch.load(tiny_model_file, weights_only=False)["config"]["sample"]["time_shift"]
+    grid = time_grid(16, shift).float()
+    level = float(grid[grid >= 0.2][0])
+    assert stats["frames"] == 11 and stats["start_level"] == level < 0.5
+    assert f"input noised to level {level:.3g}" in capsys.readouterr().err
     result = read_video(out).astype(float)
     assert result.shape == (11, 16, 16, 3)
-    # a quarter noise keeps the input's layout: the square stays redder than the background
+    # little noise keeps the input's layout: the square stays redder than the background
     red = result[..., 0] - result[..., 1]
     assert red[:, 5:11, 5:11].mean() > red[:, :3].mean() + 50
 

@@ -19,7 +19,7 @@ from streamdit.acceleration import check_compile_mode, check_device, check_preci
 from streamdit.autoencoder import AutoencoderConfig
 from streamdit.model import PRESETS, ModelConfig
 from streamdit.params import build_dataclass, check_type, dataclass_defaults, deep_merge
-from streamdit.schedule import FifoScheme, Scheme, check_buffer, check_start, check_stream, parse_scheme
+from streamdit.schedule import FifoScheme, Scheme, check_buffer, check_stream, parse_scheme
 from streamdit.world import WorldConfig
 
 
@@ -151,14 +151,6 @@ class DistillConfig(LoopConfig):
         return Scheme.parse(self.teacher)
 
 
-def check_start_settings(scheme: Scheme | FifoScheme, startup: str, context: str) -> None:
-    """What ``check_stream`` checks that does not need the model's buffer."""
-    if isinstance(scheme, FifoScheme):
-        check_stream(scheme, scheme.B, startup, context)
-    else:
-        check_start(scheme, startup, context)
-
-
 @dataclass
 class SampleConfig:
     """Streaming generation: which scheme, how much guidance, what to write."""
@@ -174,7 +166,7 @@ class SampleConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        check_start_settings(self.parsed_scheme, "staggered", self.context)
+        check_stream(self.parsed_scheme, None, context=self.context)
         if self.cfg_scale < 0:
             raise ValueError(f"sample.cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
         if self.frames < 1 or self.fps < 1:
@@ -263,7 +255,7 @@ class EvalConfig:
                 f"the real held-out clips are compared with as many test clips), got {self.heldout_prompts}"
             )
         for scheme in self.parsed_schemes:
-            check_start_settings(scheme, self.startup, self.context)
+            check_stream(scheme, None, self.startup, self.context)
 
     @property
     def parsed_schemes(self) -> list[Scheme | FifoScheme]:

@@ -213,7 +213,7 @@ class StreamSampler(Stream):
             if not self.filling:  # one chunk (N = 1): the clip is the buffer itself
                 del self.clip
         self.recent = self.x[:, :0]  # the last (up to K) emitted frames
-        self.context_noise = self._noise(scheme.K) if context == "noised" else None
+        self.context_noise = None  # a noised context's noise: drawn at each emission, used once started
 
     def levels(self, offset: float) -> torch.Tensor:
         """Per-frame levels [b, B] of the buffer at ``offset`` in the model's dtype."""

@@ -396,12 +396,13 @@ def parse_scheme(spec: list[int] | tuple[int, ...] | str) -> Scheme | FifoScheme
 
 
 def check_stream(
-    scheme: Scheme | FifoScheme, B: int, startup: str = "staggered", context: str = "clean"
+    scheme: Scheme | FifoScheme, B: int | None, startup: str = "staggered", context: str = "clean"
 ) -> None:
     """Raise unless a stream of ``scheme`` with ``startup`` and ``context`` runs on a model of buffer ``B``
-    (FIFO-Diffusion starts from a clip of its own, with clean look-behind frames)."""
+    (FIFO-Diffusion starts from a clip of its own, with clean look-behind frames); ``B = None``: the
+    checks that need no model."""
     if isinstance(scheme, FifoScheme):
-        if scheme.B != B:
+        if B is not None and scheme.B != B:
             raise ValueError(f"{scheme} needs a buffer of {scheme.B}, the model's is {B}")
         if startup != "staggered" or context != "clean":
             raise ValueError(
@@ -409,5 +410,6 @@ def check_stream(
                 f"a {startup!r} start-up nor a {context!r} context"
             )
         return
-    check_buffer(scheme, B)
+    if B is not None:
+        check_buffer(scheme, B)
     check_start(scheme, startup, context)
