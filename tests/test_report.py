@@ -58,8 +58,8 @@ def test_claim_lines_read_the_paired_intervals():
 
 
 def test_a_paired_known_effect_reaches_the_claim_and_no_effect_does_not():
-    """A baseline whose per-prompt subject consistency is 0.05 below StreamDiT's on every prompt (up to
-    small noise) loses the claim; an identical one decides nothing."""
+    """A baseline (or single-scheme model) whose per-prompt subject consistency is 0.05 below StreamDiT's
+    on every prompt (up to small noise) loses the claim; an identical one decides nothing."""
     g = torch.Generator().manual_seed(0)
     ours = torch.rand(64, generator=g)
     worse = ours - 0.05 + 0.01 * torch.randn(64, generator=g)
@@ -68,7 +68,7 @@ def test_a_paired_known_effect_reaches_the_claim_and_no_effect_does_not():
         name: same_everywhere(
             paired_difference(mean_of(v), mean_of(ours), 64, torch.Generator().manual_seed(1), 300)
         )
-        for name, v in (("fifo", worse), ("uniform_extension", same))
+        for name, v in (("fifo", worse), ("uniform_extension", same), ("single_c2", worse))
     }
     distill = {"teacher_scheme": "K0-N2-c4-s8", "student_scheme": "K0-N2-c4-s1"}
     lines = claim_lines(
@@ -81,6 +81,8 @@ def test_a_paired_known_effect_reaches_the_claim_and_no_effect_does_not():
     assert "subject_consistency" in fifo and "(**StreamDiT better**)" in fifo.split(";")[0]
     uniform = next(line for line in lines if "**uniform_extension**" in line)
     assert "(**no difference**)" in uniform.split(";")[0]
+    single = next(line for line in lines if "single_c2 - mixed" in line)
+    assert "at least as good as one scheme" in single and "(**mixed better**)" in single.split(";")[0]
 
 
 def test_without_the_paired_comparison_no_baseline_claim_is_made():
@@ -149,3 +151,15 @@ def test_the_seed_spread_sits_beside_the_method_differences_of_the_same_base(tmp
     assert "0.5, 0.02" in row and "-0.04 [-0.06, -0.02]*" in row and "-0.1 [-0.15, -0.05]*" in row
     other = seed_lines(path, {"finetuned_from": {**base, "sha1": "def"}}, compared)
     assert any("another base model" in line for line in other)
+    # seed 0 is the run's own model: a spread whose seed 0 streams other numbers is stale
+    models["streamdit"]["per_seed"] = {"0": {"quality": {"fvd": 40.0}}}
+    path.write_text(json.dumps({"seeds": [0, 1, 2], "base": base, "models": models}))
+    same = {**compared, "paired_vs": "streamdit_main", "rows": [{"method": "streamdit_main", "fvd": 40.0}]}
+    assert any(
+        line.startswith("| subject_consistency |")
+        for line in seed_lines(path, {"finetuned_from": base}, same)
+    )
+    moved = {**same, "rows": [{"method": "streamdit_main", "fvd": 41.0}]}
+    stale = seed_lines(path, {"finetuned_from": base}, moved)
+    assert any("other settings than this run's" in line for line in stale)
+    assert not any(line.startswith("| subject_consistency |") for line in stale)

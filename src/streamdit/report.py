@@ -9,6 +9,7 @@ file it comes from, so a reader can trace a number back to the code that produce
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -70,6 +71,20 @@ def _interval(d: dict, scale: float = 1.0) -> str:
 CLAIM_MEASURES = ("subject_consistency", "background_consistency", "dynamic_degree", "caption_mean", "fvd")
 
 
+def _claim_cells(differences: dict, ours: str) -> list[str]:
+    """Each of ``CLAIM_MEASURES``: a method's paired difference from the main model (``ours``), its
+    interval and which side it favours (lower is better for FVD, KID and flicker)."""
+    cells = []
+    for measure in CLAIM_MEASURES:
+        d = differences[measure]
+        better_low = measure in ("fvd", "kid", "flicker")
+        ours_better = (d["verdict"] == "a > b") if better_low else (d["verdict"] == "a < b")
+        ours_worse = (d["verdict"] == "a < b") if better_low else (d["verdict"] == "a > b")
+        word = f"{ours} better" if ours_better else f"{ours} worse" if ours_worse else "no difference"
+        cells.append(f"{measure} {_interval(d)} (**{word}**)")
+    return cells
+
+
 def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -> list[str]:
     """The paper's claims, each with what this run's paired intervals say (``comparison``: the compare
     stage's JSON; ``student``: its evaluation with ``paired_vs_teacher``; ``teacher``: the main
@@ -79,10 +94,10 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
     singles = [n for n in paired if n.startswith("single_")]
     if singles:
         for name in singles:
-            d = paired[name]["caption_mean"]
             lines.append(
-                f"- Claim: mixed training is at least as good as one scheme. {name} - {reference}, caption "
-                f"accuracy {_interval(d)}: **{d['verdict']}**."
+                f"- Claim: mixed training is at least as good as one scheme. {name} - {reference}, paired: "
+                + "; ".join(_claim_cells(paired[name], "mixed"))
+                + "."
             )
     else:
         lines.append(
@@ -92,16 +107,10 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
     for name in BASELINES:
         if name not in paired:
             continue
-        cells = []
-        for measure in CLAIM_MEASURES:
-            d = paired[name][measure]
-            better_low = measure in ("fvd", "kid", "flicker")
-            ours_better = (d["verdict"] == "a > b") if better_low else (d["verdict"] == "a < b")
-            ours_worse = (d["verdict"] == "a < b") if better_low else (d["verdict"] == "a > b")
-            word = "StreamDiT better" if ours_better else "StreamDiT worse" if ours_worse else "no difference"
-            cells.append(f"{measure} {_interval(d)} (**{word}**)")
         lines.append(
-            f"- Claim: StreamDiT beats **{name}**. {name} - {reference}, paired: " + "; ".join(cells) + "."
+            f"- Claim: StreamDiT beats **{name}**. {name} - {reference}, paired: "
+            + "; ".join(_claim_cells(paired[name], "StreamDiT"))
+            + "."
         )
     if "drift" in teacher:
         change = teacher["drift"]["change"]
@@ -262,6 +271,21 @@ def seed_lines(seed_file: Path, train: dict, compared: dict) -> list[str]:
             "",
         ]
     main = seeds["models"]["streamdit"]
+    # Seed 0 is this run's own fine-tune, streamed as the evaluate stage streams it: the same numbers
+    # unless the sampling or evaluation settings changed since the spread was measured.
+    own = main.get("per_seed", {}).get("0")
+    rows = compared.get("rows", [])
+    row = next((r for r in rows if r.get("method") == compared.get("paired_vs")), None)  # StreamDiT's
+    if (
+        own is not None
+        and row is not None
+        and not math.isclose(own["quality"]["fvd"], row["fvd"], rel_tol=1e-6)
+    ):
+        return lines + [
+            f"`{seed_file}` was measured with other settings than this run's (seed 0, this run's own model, "
+            f"streamed FVD {own['quality']['fvd']:.4g} there and {row['fvd']:.4g} here): rerun {command}.",
+            "",
+        ]
     listed = ", ".join(map(str, seeds["seeds"]))
     lines += [
         f"StreamDiT fine-tuned from this run's base with {len(seeds['seeds'])} training seeds ({listed}; "
