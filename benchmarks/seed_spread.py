@@ -14,7 +14,9 @@ the largest paired difference between two seeds (same prompts and noise, 95% boo
 beside it every method's paired difference from StreamDiT in `metrics/comparison.json`: a method
 difference within the seed-to-seed spread is not one a retraining would keep.
 
-    python benchmarks/seed_spread.py [--seeds 0 1 2] [--methods uniform_clips] [--out reports/seed_spread]
+    python benchmarks/seed_spread.py [--seeds 0 1 2] [--methods uniform_clips] [--shift 1] [--out DIR]
+
+(``--out`` defaults to reports/seed_spread, the file the report stage reads.)
 
 Needs the study's outputs (`make study`): data, evaluators, autoencoder, base and comparison. Writes
 the model files to ``runs/seed_spread/``, ``OUT/seed_spread.json`` and ``OUT/README.md``; a killed run
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="*", default=[], help="trained methods to retrain too")
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument(
+        "--shift", type=float, default=None, help="time shift to stream with (default: sample's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/seed_spread"))
     args = parser.parse_args(argv)
     if len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds):
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     scenes = {key: WorldClips(Path(base.data_dir), split, length=1).scenes
               for key, split in (("test", "test"), ("floor", "val"))}  # fmt: skip
     encoder = load_text_encoder(base.text.encoder, base.text.max_length)
-    results = {"seeds": args.seeds, "models": {}}
+    shift = base.sample.time_shift if args.shift is None else args.shift
+    results = {"seeds": args.seeds, "shift": shift, "models": {}}
     for name in ["streamdit", *args.methods]:
         per_seed, arrays = {}, {}
         for seed in args.seeds:
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
             model, space = load_model(path, device)[0], load_space(path, device)
             metrics, arrays[seed] = evaluate_model(
                 model, encoder, scenes, ecfg, load_judges(ecfg, "models/evaluators", device),
-                shift=cfg.sample.time_shift, device=device, space=space, progress=True,
+                shift=shift, device=device, space=space, progress=True,
             )  # fmt: skip
             key = next(iter(metrics["schemes"]))
             results.setdefault("base", summary["finetuned_from"])  # the base every seed fine-tunes
@@ -138,8 +144,10 @@ def readme(results: dict, args) -> str:
         "",
         f"`python benchmarks/seed_spread.py --seeds {' '.join(map(str, seeds))}"
         + (f" --methods {' '.join(args.methods)}" if args.methods else "")
+        + (f" --shift {args.shift:g}" if args.shift is not None else "")
         + "`: each model fine-tuned from the study's base with every training seed (seed 0: the study's own "
-        "run), streamed from the study's noise on its test prompts and scored by the study's evaluation. "
+        f"run), streamed from the study's noise on its test prompts at time shift {results['shift']:g} and "
+        "scored by the study's evaluation. "
         "`std`: the standard deviation across seeds; `largest seed pair`: the largest paired difference "
         "between two seeds (same prompts and noise; `*`: the interval excludes 0).",
         "",
