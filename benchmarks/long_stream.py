@@ -7,7 +7,9 @@ prompt. Frames are scored and dropped as they come, so only the buffer and one w
 
     python benchmarks/long_stream.py --model models/student.pt --distilled --frames 10000
 
-writes ``reports/long_stream/long_stream.json`` and ``long_stream.png`` (run from the repository root
+Any model file streams as its stored settings say (``streaming.load_streamer``): a teacher with its
+``sample`` scheme, a chunk-causal model chunk by chunk with its KV cache (``models/methods/causal.pt``).
+Writes ``reports/long_stream/long_stream.json`` and ``long_stream.png`` (run from the repository root
 after `dvc repro`).
 """
 
@@ -23,12 +25,10 @@ import torch
 from tqdm import tqdm
 
 from streamdit.acceleration import resolve_device
-from streamdit.checkpoint import load_model, load_space
 from streamdit.clip import load_clip
 from streamdit.config import load_config
-from streamdit.sampling import StreamSampler
 from streamdit.stages import prompts_to_sample
-from streamdit.text import load_text_encoder
+from streamdit.streaming import load_streamer
 
 
 def resident_mib() -> float:
@@ -53,22 +53,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     cfg = load_config(args.params, args.profile)
     device = resolve_device(cfg.sample.device)
-    model, _ = load_model(args.model, device)
-    if args.distilled:
-        scheme, cfg_scale = cfg.distill.teacher_scheme.distilled(), 1.0
-    else:
-        scheme, cfg_scale = cfg.sample.parsed_scheme, cfg.sample.cfg_scale
+    streamer = load_streamer(args.model, distilled=args.distilled, device=str(device))
+    scheme, cfg_scale = streamer.scheme, streamer.cfg_scale
     scorer = load_clip(Path(args.evaluators) / "clip.pt", device)
     prompts, _ = prompts_to_sample(cfg, 1)
-    sampler = StreamSampler(
-        model,
-        scheme,
-        load_text_encoder(cfg.text.encoder, cfg.text.max_length)(prompts),
-        cfg_scale=cfg_scale,
-        shift=cfg.sample.time_shift,
-        generator=torch.Generator().manual_seed(cfg.sample.seed),
-        space=load_space(args.model, device),
-    )
+    sampler = streamer.sampler(prompts[0], cfg.sample.seed)
 
     records, window, finite = [], [], True
     start = time.perf_counter()

@@ -10,7 +10,7 @@ from streamdit.acceleration import resolve_device
 from streamdit.config import load_config
 from streamdit.data import WorldClips
 from streamdit.evaluate import load_judges
-from streamdit.quality import LOWER_IS_BETTER
+from streamdit.tables import LOWER_IS_BETTER
 from streamdit.text import load_text_encoder
 
 
@@ -42,7 +42,7 @@ def cell(report: dict, name: str) -> str:
 
 def difference_line(name: str, d: dict, a: str, b: str) -> str:
     """One paired difference a - b (an entry ``d`` of ``quality.paired_differences``) with its verdict:
-    which is better where the interval excludes 0 (lower is better for ``quality.LOWER_IS_BETTER``),
+    which is better where the interval excludes 0 (lower is better for ``tables.LOWER_IS_BETTER``),
     "no difference" where it holds 0."""
     if d["low"] <= 0 <= d["high"]:
         verdict = "no difference"

@@ -158,3 +158,18 @@ def test_comparison_rows_read_every_method_and_the_main_model():
     assert rows[1]["scheme"] == "K0-N8-c1-s2" and rows[1]["model"] == "uniform_extension"
     assert rows[1]["fvd"] == 50.0 and rows[1]["clip_score"] == 20.0 and rows[1]["kid"] is None
     assert rows[1]["fvd_last_clip"] == 52.0 and rows[2]["train_steps"] == 2000 and rows[0]["fps"] == ""
+
+
+def test_the_causal_method_is_chunk_causal_measures_drift_and_counts_its_cache_calls(tmp_path):
+    from streamdit.methods import method_summary
+
+    params = params_for(tmp_path, "cpu")
+    main = load_config(params, "cpu")
+    causal, spec = method_config(params, "cpu", "causal")
+    control, _ = method_config(params, "cpu", "uniform_clips")
+    assert causal.model.causal_chunk == 4 and main.model.causal_chunk == 0 and spec.drift
+    assert causal.evaluate.drift_prompts == main.evaluate.drift_prompts > 0
+    assert control.evaluate.drift_prompts == 0
+    summary = method_summary("causal", causal, spec)
+    # 16 calls on the chunk of 4 and one cache call, two NFE each with guidance
+    assert summary["causal_chunk"] == 4 and summary["nfe_per_frame"] == 2 * 17 / 4

@@ -163,3 +163,33 @@ def test_the_seed_spread_sits_beside_the_method_differences_of_the_same_base(tmp
     stale = seed_lines(path, {"finetuned_from": base}, moved)
     assert any("other settings than this run's" in line for line in stale)
     assert not any(line.startswith("| subject_consistency |") for line in stale)
+
+
+def test_the_causal_row_is_set_against_streamdit_with_its_drift_and_speed():
+    from streamdit.report import causal_lines
+
+    def drift(caption):
+        change = {"caption_mean": caption, "subject_consistency": diff(0.05, 0.01, 0.09)}
+        return {"frames": 256, "prompts": 12, "change": change}
+
+    comparison = {
+        "paired_vs": "streamdit_main",
+        "paired": {
+            "causal": {
+                **same_everywhere(diff(0.0, -0.1, 0.1)),
+                "subject_consistency": diff(0.04, 0.01, 0.07),
+            },
+            "fifo": same_everywhere(diff(0.0, -0.1, 0.1)),
+        },
+        "rows": [
+            {"method": "causal", "fps": 12.0, "nfe_per_frame": 8.5},
+            {"method": "streamdit_main", "fps": 20.0, "nfe_per_frame": 4.0},
+        ],
+        "drift": {"causal": drift(diff(-0.1, -0.2, -0.05)), "streamdit_main": drift(diff(0.0, -0.1, 0.1))},
+    }
+    (line,) = causal_lines(comparison)  # one causal row; fifo is a baseline's claim, not this one
+    assert "(**causal**)" in line and "subject_consistency +0.04 [+0.01, +0.07] (**StreamDiT worse**)" in line
+    causal_drift, main_drift = line.split("Drift, causal: ")[1].split("Drift, streamdit_main: ")
+    assert "**drifts**" in causal_drift and "**no drift detected**" in main_drift
+    assert "Speed: 12.0 against 20.0 frames/s, NFE per frame 8.5 against 4" in line
+    assert causal_lines({"paired": {"fifo": comparison["paired"]["fifo"]}}) == []

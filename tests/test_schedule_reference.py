@@ -5,7 +5,7 @@ every frame at every model call of a stream and which frames leave at which call
 compares it with what ``StreamSampler`` hands the model. The coverage tests check that every level
 pattern the sampler produces for the schemes and time shifts of ``params.yaml`` lies inside what
 training draws ("Mixed training": "every level pattern the sampler produces must lie inside the
-training distribution").
+training distribution"), chunk-causal streams (``causal.CausalSampler``) included.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 import yaml
 from test_sampling import FakeModel, text
 
+from streamdit.causal import CausalSampler
 from streamdit.config import TrainConfig, load_config
 from streamdit.fifo import FifoSampler
 from streamdit.methods import method_config
@@ -222,8 +223,10 @@ class TrainingDraw:
     segments: bool = False  # level_mode segments: a steady sample's chunks each inside their own segment
 
 
-def drawable(levels: torch.Tensor, draw: TrainingDraw) -> bool:
-    """Whether ``levels [B]`` lies in the support (its closure, to 1e-5) of the training draw.
+def drawable(levels: torch.Tensor, draw: TrainingDraw, prefix: bool = False) -> bool:
+    """Whether ``levels [B]`` lies in the support (its closure, to 1e-5) of the training draw; with
+    ``prefix`` (a chunk-causal model, whose first frames never see later ones), ``levels [f <= B]``
+    need only be the first f levels of a drawable buffer.
 
     Mixed training draws a scheme (probability > 0), a start flag (started with probability
     1 - startup_prob, start-up with startup_prob) and an offset o in that flag's range
@@ -238,12 +241,13 @@ def drawable(levels: torch.Tensor, draw: TrainingDraw) -> bool:
     if draw.independent:
         return bool(((t >= -1e-5) & (t <= 1 + 1e-5)).all())
     for scheme, prob in zip(draw.schemes, draw.probs, strict=True):
-        if prob == 0 or scheme.B != len(t):
+        f = len(t)
+        if prob == 0 or (scheme.B != f if not prefix else scheme.B < f):
             continue
         index = t / (draw.shift - (draw.shift - 1) * t) * scheme.T
-        if draw.segments and draw.startup_prob < 1 and in_segments(index, scheme):
+        if f == scheme.B and draw.segments and draw.startup_prob < 1 and in_segments(index, scheme):
             return True
-        chunk = (torch.arange(scheme.B) - scheme.K).div(scheme.c, rounding_mode="floor")
+        chunk = (torch.arange(f) - scheme.K).div(scheme.c, rounding_mode="floor")
         implied = ((chunk + 1) * scheme.s - index)[scheme.K :]
         for started, p in ((True, 1 - draw.startup_prob), (False, draw.startup_prob)):
             if p == 0:
@@ -252,7 +256,7 @@ def drawable(levels: torch.Tensor, draw: TrainingDraw) -> bool:
             lo, hi = offset_from_unit(scheme, unit, torch.tensor(started))
             offsets = torch.cat([implied, unit * (hi - lo) + lo])
             offsets = offsets[(offsets >= lo - 1e-9) & (offsets <= hi + 1e-9)]
-            candidates = buffer_levels(scheme, offsets, draw.shift, started)  # [offsets, B]
+            candidates = buffer_levels(scheme, offsets, draw.shift, started)[..., :f]  # [offsets, f]
             if ((candidates - t).abs() <= 1e-5).all(dim=-1).any():
                 return True
     return False
@@ -280,6 +284,7 @@ class Usage:
     shift: float
     training_free: bool = False  # a baseline that samples a model with a scheme it was not trained on
     context: str = "clean"  # what the reference frames hold (schedule.CONTEXTS)
+    causal: int = 0  # the model's causal chunk: streamed by causal.CausalSampler
 
 
 # Training-free baselines: a model sampled with a scheme it was never trained on, by definition of the
@@ -344,6 +349,7 @@ def usages(tmp_path_factory) -> list[Usage]:
                     mcfg.sample.time_shift,
                     free,
                     spec.context,
+                    mcfg.model.causal_chunk,
                 )  # fmt: skip
             ]
     return out
@@ -351,10 +357,18 @@ def usages(tmp_path_factory) -> list[Usage]:
 
 @functools.cache
 def patterns(
-    scheme: Scheme | FifoScheme, shift: float, context: str = "clean"
+    scheme: Scheme | FifoScheme, shift: float, context: str = "clean", causal: int = 0
 ) -> list[tuple[int, torch.Tensor]]:
-    """The distinct level patterns ``[B]`` a real stream hands the model, with the first call of each."""
-    if isinstance(scheme, FifoScheme):
+    """The distinct level patterns ``[B]`` a real stream hands the model, with the first call of each
+    (a chunk-causal stream: without its cache, so every call shows the whole buffer it stands for)."""
+    if causal:
+        recorder = Recorder()
+        model = FakeModel(recorder, frames=scheme.B)
+        model.cfg.causal_chunk = causal
+        sampler = CausalSampler(model, scheme, text(), shift=shift, cache=False)
+        for _ in range(scheme.T * (scheme.B // scheme.c + 1)):
+            sampler.step()
+    elif isinstance(scheme, FifoScheme):
         recorder = Recorder()
         sampler = FifoSampler(FakeModel(recorder, frames=scheme.B), scheme, text(), shift=shift)
         for _ in range(scheme.warmup + 3):
@@ -371,8 +385,8 @@ def outside_training(usages: list[Usage]) -> list[str]:
     """One line per usage with a pattern that training cannot draw: its first such pattern."""
     lines = []
     for usage in usages:
-        for n, levels in patterns(usage.scheme, usage.shift, usage.context):
-            if not drawable(levels, usage.draw):
+        for n, levels in patterns(usage.scheme, usage.shift, usage.context, usage.causal):
+            if not drawable(levels, usage.draw, prefix=bool(usage.causal)):
                 lines.append(
                     f"{usage.where}: {usage.scheme} at shift {usage.shift}, call {n}: levels "
                     f"{[round(v, 4) for v in levels.tolist()]} not drawable by training at shift "
@@ -437,3 +451,17 @@ def test_every_sampled_pattern_is_drawable_when_shifts_match(usages):
     free = [u for u in matched if u.training_free]
     assert not outside_training(trained), "\n".join(outside_training(trained))
     assert free and len(outside_training(free)) == len(free)
+
+
+def test_a_causal_streams_first_chunk_is_drawable_as_the_start_of_a_uniform_buffer():
+    """The chunk-causal stream's first chunk runs alone (4 frames): under the causal mask it is the first
+    chunk of a uniform training buffer; its steady calls are the [4, 1, 4, 16] draw's clean past and chunk."""
+    scheme = Scheme(4, 1, 4, 16)
+    found = patterns(scheme, 3.0, "clean", 4)
+    short = [levels for _, levels in found if len(levels) == 4]
+    steady = [levels for _, levels in found if len(levels) == 8]
+    assert len(short) == 16 and len(steady) == 16 and all((t[:4] == 0).all() for t in steady)
+    uniform = TrainingDraw((Scheme(0, 1, 8, 16),), (1.0,), 0.0, 3.0)
+    assert all(drawable(t, uniform, prefix=True) and not drawable(t, uniform) for t in short)
+    assert not any(drawable(t, uniform, prefix=True) for t in steady)
+    assert all(drawable(t, TrainingDraw((scheme,), (1.0,), 0.0, 3.0)) for t in steady)

@@ -269,3 +269,20 @@ def test_a_fine_tune_starts_from_its_base_and_keys_on_its_bytes(tiny_world, tmp_
                    model_space(other, "unused"))  # fmt: skip
     with pytest.raises(FileNotFoundError, match="dvc repro base"):
         run_key(tiny_config(tiny_world, finetune_from=str(tmp_path / "missing.pt")))
+
+
+def test_a_fine_tune_may_switch_how_the_bases_weights_attend(tiny_world, tmp_path):
+    """Full attention, one time embedding and chunk-causal attention change what the same weights compute
+    (``model.SWITCHES``): the ablations and the chunk-causal model start from the bidirectional base."""
+    import copy
+
+    from streamdit.model import build_model
+    from streamdit.train import model_space, start_from
+
+    train(tiny_config(tiny_world), tmp_path / "base.pt", work_root=tmp_path / "runs", progress=False)
+    cfg = tiny_config(tiny_world, finetune_from=str(tmp_path / "base.pt"))
+    cfg.model.causal_chunk, cfg.model.full_attention, cfg.model.per_frame_time = 4, True, False
+    model = build_model(cfg.model)
+    start_from(model, copy.deepcopy(model), tmp_path / "base.pt", cfg, model_space(cfg, "unused"))
+    base = torch.load(tmp_path / "base.pt", weights_only=False)["ema"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in base.items())

@@ -6,6 +6,10 @@ front and cutting the padded axis into windows of `window` tokens. Unlike Swin t
 buffer runs oldest -> newest, and a roll would let the oldest and the newest frames attend to each other.
 A window at least as large as the grid on an axis covers that axis whole: it is clipped to the grid and its
 stagger is dropped, so one window covering everything is exactly global attention.
+
+Chunk-causal attention (``chunk``: frames per chunk) further restricts every token to the tokens of its own
+chunk and of earlier chunks (a block-causal mask over frames), inside the same windows: the attention of
+the autoregressive paradigm (CausVid, Self-Forcing), where a chunk's clean past never sees its future.
 """
 
 import math
@@ -45,12 +49,37 @@ def window_mask(grid: Grid, window: Grid, stagger: Grid) -> torch.Tensor:
     return (index[:, None, :] == index[None, :, :]).all(dim=-1)
 
 
-def windowed_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid, window: Grid, stagger: Grid
-) -> torch.Tensor:
-    """Each token attends to the tokens of its (staggered) window; q, k, v, output: [b, heads, n, head_dim].
+def chunk_causal_mask(grid: Grid, chunk: int) -> torch.Tensor:
+    """Reference predicate [n, n] bool (`f h w` order): True where token j's frame lies in the chunk of token
+    i's frame or in an earlier one (chunks of ``chunk`` frames from frame 0)."""
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk}: must be >= 1 frames")
+    frame = torch.arange(grid[0]).repeat_interleave(grid[1] * grid[2])
+    index = frame // chunk
+    return index[None, :] <= index[:, None]
 
-    Equals dense attention with `window_mask(grid, window, stagger)` as mask, at a cost linear in n.
+
+def attention_mask(grid: Grid, window: Grid | None, stagger: Grid, chunk: int | None = None) -> torch.Tensor:
+    """What a token may attend to, [n, n] bool: its window (all tokens for ``window`` None), and with
+    ``chunk`` only its own and earlier chunks. The dense reference of ``windowed_attention``."""
+    n = math.prod(grid)
+    mask = torch.ones(n, n, dtype=torch.bool) if window is None else window_mask(grid, window, stagger)
+    return mask if chunk is None else mask & chunk_causal_mask(grid, chunk)
+
+
+def windowed_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    grid: Grid,
+    window: Grid,
+    stagger: Grid,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """Each token attends to the tokens of its (staggered) window, and with ``chunk`` only to those of its
+    own and earlier chunks; q, k, v, output: [b, heads, n, head_dim].
+
+    Equals dense attention with `attention_mask(grid, window, stagger, chunk)` as mask, at a cost linear in n.
     """
     if q.shape[-2] != math.prod(grid):
         raise ValueError(f"grid {grid} holds {math.prod(grid)} tokens but q has {q.shape[-2]}")
@@ -72,11 +101,21 @@ def windowed_attention(
     # Key-padding mask: padded keys are never attended to. Every window holds at least one real token on
     # each axis (front padding < window, back padding < window), so no row of the mask is empty.
     mask = None
-    if padded != list(grid):
+    if padded != list(grid) or chunk is not None:
         real = torch.zeros(padded, dtype=torch.bool, device=q.device)
         real[real_tokens] = True
         real = rearrange(real, "(nf wf) (nh wh) (nw ww) -> (nf nh nw) (wf wh ww)", **windows)
-        mask = repeat(real, "windows v -> (b windows) 1 1 v", b=q.shape[0])
+        mask = real[:, None, :]  # [windows, query, key]
+        if chunk is not None:
+            # The chunk of every padded position's frame (front padding: negative frames). A padded query
+            # keeps every real key, so that no row is empty (its output is cut away below).
+            frame = torch.arange(padded[0], device=q.device) - pads[0][0]
+            index = repeat(
+                torch.div(frame, chunk, rounding_mode="floor"), "f -> f h w", h=padded[1], w=padded[2]
+            )
+            index = rearrange(index, "(nf wf) (nh wh) (nw ww) -> (nf nh nw) (wf wh ww)", **windows)
+            mask = mask & ((index[:, None, :] <= index[:, :, None]) | ~real[:, :, None])
+        mask = repeat(mask, "windows query key -> (b windows) 1 query key", b=q.shape[0])
 
     out = F.scaled_dot_product_attention(partition(q), partition(k), partition(v), attn_mask=mask)
     out = rearrange(

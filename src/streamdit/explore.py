@@ -108,7 +108,7 @@ def generate(
         cfg_scale=streamer.cfg_scale,
         seed=seed,
         model_calls=sampler.calls,
-        nfe_per_frame=streamer.scheme.nfe_per_frame(streamer.cfg_scale),
+        nfe_per_frame=streamer.nfe_per_frame,
         nfe_per_frame_run=nfe / stats["frames"],
         switches=switches,
     )

@@ -22,7 +22,7 @@ import yaml
 
 from streamdit.config import Config, load_config
 from streamdit.params import build_dataclass, deep_merge
-from streamdit.schedule import parse_scheme
+from streamdit.schedule import nfe_per_call, parse_scheme
 
 
 @dataclass
@@ -36,6 +36,7 @@ class MethodSpec:
     model_of: str | None = None  # sample the model of this other method (training free)
     train: dict[str, Any] = field(default_factory=dict)  # overrides of the train section
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the model section
+    drift: bool = False  # also measure drift over long streams (evaluate.drift_prompts x drift_frames)
 
     def __post_init__(self) -> None:
         if self.model_of is not None and (self.train or self.model):
@@ -115,19 +116,28 @@ def method_config(
         "train": {**methods.train, **trained.train},
         "model": trained.model,
         "sample": {"scheme": spec.scheme, "cfg_scale": cfg_scale, "context": spec.context},
-        # Drift and the held-out pairs are measured for the main model and its student only.
+        # The held-out pairs are measured for the main model and its student only, drift also for the
+        # methods that ask for it (`drift: true`).
         "evaluate": {
             "schemes": [spec.scheme],
             "cfg_scale": cfg_scale,
             "context": spec.context,
-            "drift_prompts": 0,
             "heldout_prompts": 0,
+            **({} if spec.drift else {"drift_prompts": 0}),
         },
     }
     layer = dict(overrides or {})
     for section, values in method_layer.items():
         layer[section] = {**values, **layer.get(section, {})}
     return load_config(params_file, profile, layer), spec
+
+
+def nfe_per_frame(scheme, cfg: Config) -> float:
+    """Forward passes per frame of the steady stream of ``scheme`` on ``cfg``'s model (a chunk-causal
+    model adds its cache call per chunk, ``Scheme.causal_calls_per_frame``)."""
+    if cfg.model.causal_chunk:
+        return scheme.causal_calls_per_frame * nfe_per_call(cfg.evaluate.cfg_scale)
+    return scheme.nfe_per_frame(cfg.evaluate.cfg_scale)
 
 
 def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
@@ -138,7 +148,7 @@ def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
         "model_of": spec.model_of or name,
         "scheme": spec.scheme if isinstance(spec.scheme, str) else list(spec.scheme),
         "context": spec.context,
-        "nfe_per_frame": parse_scheme(spec.scheme).nfe_per_frame(cfg.evaluate.cfg_scale),
+        "nfe_per_frame": nfe_per_frame(parse_scheme(spec.scheme), cfg),
         "cfg_scale": cfg.evaluate.cfg_scale,
         "train_steps": cfg.train.steps,
         "finetune_from": cfg.train.finetune_from,
@@ -147,4 +157,5 @@ def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
         "train_schemes": [list(s) for s in cfg.train.schemes],
         "full_attention": cfg.model.full_attention,
         "per_frame_time": cfg.model.per_frame_time,
+        "causal_chunk": cfg.model.causal_chunk,
     }

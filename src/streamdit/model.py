@@ -5,7 +5,9 @@ Peebles & Xie's DiT with the changes of StreamDiT (DESIGN.md section 1, "Model")
 - the timestep embedding is computed per frame: DiT's scalar t becomes the vector of levels tau, so every
   bias / scale / gate is a [b, f, dim] tensor broadcast over that frame's tokens;
 - self-attention runs inside 3D windows, staggered by half a window on odd blocks (Swin), or globally
-  (ablation);
+  (ablation); ``causal_chunk`` makes it chunk-causal (the autoregressive paradigm, beyond the paper): a
+  frame attends to its own chunk and earlier ones only, so the clean past's keys and values do not depend
+  on the chunk being denoised and are computed once per chunk (``remember``, ``PastFrames``);
 - text enters by cross-attention to the encoder's tokens and by its pooled vector added to the conditioning;
 - a learned null caption serves classifier-free guidance.
 Cross-attention is modulated like the other two branches (9 chunks per block), so every block is exactly
@@ -13,14 +15,14 @@ the identity at initialisation and the level of a frame also scales how much tex
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
-from streamdit.attention import windowed_attention
+from streamdit.attention import attention_mask, windowed_attention
 from streamdit.flow import velocity_from_clean
 
 PREDICTIONS = ("v", "x")
@@ -47,6 +49,9 @@ class ModelConfig:
     window: tuple[int, int, int] = (4, 4, 4)  # frames, patch-rows, patch-cols per attention window
     full_attention: bool = False  # ablation switch: plain global self-attention
     per_frame_time: bool = True  # ablation switch: False = one level (the buffer's mean) shared by all frames
+    # Chunk-causal self-attention over chunks of this many frames (0: bidirectional, StreamDiT's): frames
+    # attend to their own chunk and earlier chunks only (attention.chunk_causal_mask), inside the windows.
+    causal_chunk: int = 0
     # What the network's last layer outputs: "v", the velocity itself, or "x", the clean frames x0, turned
     # into the velocity v = (x_t - x0) / max(t, X_MIN_LEVEL) (Li & He 2025, "Back to Basics: Let Denoising
     # Generative Models Denoise"). Either way forward() returns a velocity and the loss stays MSE on v.
@@ -72,6 +77,21 @@ class ModelConfig:
             raise ValueError(f"space={self.space!r}: choose one of {SPACES}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction={self.prediction!r}: choose one of {PREDICTIONS}")
+        chunk = self.causal_chunk
+        if (
+            isinstance(chunk, bool)
+            or not isinstance(chunk, int)
+            or chunk < 0
+            or (chunk and self.frames % chunk)
+        ):
+            raise ValueError(
+                f"causal_chunk={chunk!r}: must be 0 (bidirectional) or a divisor of frames={self.frames}"
+            )
+
+
+# Settings that change what the same weights compute, not which weights there are: a fine-tune may start
+# from a model with other values (the ablations and the chunk-causal model fine-tune from the base).
+SWITCHES = ("full_attention", "per_frame_time", "causal_chunk")
 
 
 def modulate(x: torch.Tensor, bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -152,6 +172,25 @@ class TextEmbedder(nn.Module):
         return self.null_tokens.expand(batch, -1, -1), mask, self.null_pooled.expand(batch, -1)
 
 
+@dataclass
+class PastFrames:
+    """A chunk-causal model's clean past (``StreamDiT.remember``): the keys and values each block computed
+    over the first ``frames`` frames of a buffer. Later frames attend to them without recomputing them,
+    so a chunk's denoising steps run on the chunk's own tokens alone (the KV cache)."""
+
+    frames: int
+    keys: list[torch.Tensor] = field(default_factory=list)  # per block [b, heads, frames * p, head_dim]
+    values: list[torch.Tensor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.keys) != len(self.values):
+            raise ValueError(f"{len(self.keys)} blocks of keys but {len(self.values)} of values")
+
+    @property
+    def batch(self) -> int:
+        return self.keys[0].shape[0] if self.keys else 0
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the buffer's tokens, inside 3D windows or global (window None)."""
 
@@ -161,16 +200,29 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, grid, window, stagger) -> torch.Tensor:
-        """x: [b, n, dim] tokens in `f h w` order on `grid` -> [b, n, dim]."""
+    def forward(self, x, grid, window, stagger, chunk=None, past=None, mask=None):
+        """x: [b, n, dim] tokens in `f h w` order on `grid` -> ([b, n, dim], (keys, values) of x's tokens).
+
+        ``mask`` given: dense attention under it ([n, n_past + n] bool) to the keys and values ``past``
+        (``[b, heads, n_past, d]`` each, or None) followed by x's own; else windowed (or global)
+        attention, chunk-causal with ``chunk``.
+        """
         q, k, v = rearrange(
             self.qkv(x), "b n (three heads d) -> three b heads n d", three=3, heads=self.heads
         )
-        if window is None:
+        if mask is not None:
+            keys, values = (
+                (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+            )
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        elif window is None and chunk is None:
             out = F.scaled_dot_product_attention(q, k, v)
+        elif window is None:
+            full = attention_mask(grid, None, stagger, chunk).to(q.device)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=full)
         else:
-            out = windowed_attention(q, k, v, grid, window, stagger)
-        return self.proj(rearrange(out, "b heads n d -> b n (heads d)"))
+            out = windowed_attention(q, k, v, grid, window, stagger, chunk)
+        return self.proj(rearrange(out, "b heads n d -> b n (heads d)")), (k, v)
 
 
 class CrossAttention(nn.Module):
@@ -206,22 +258,23 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
 
-    def forward(self, x, cond, context, context_mask, grid) -> torch.Tensor:
-        """x: [b, f, p, dim] tokens; cond: [b, f, dim]; context: [b, L, dim]; context_mask: [b, L] -> as x."""
+    def forward(self, x, cond, context, context_mask, grid, chunk=None, past=None, mask=None):
+        """x: [b, f, p, dim] tokens; cond: [b, f, dim]; context: [b, L, dim]; context_mask: [b, L] -> (as x,
+        the self-attention's (keys, values) of x's tokens). ``chunk``, ``past``, ``mask``: SelfAttention's."""
         f = x.shape[1]
         # One modulation per frame, broadcast over that frame's p tokens (frame i: its own level).
         mod = rearrange(self.adaLN_modulation(cond), "b f d -> b f 1 d")
         bias_sa, scale_sa, gate_sa, bias_ca, scale_ca, gate_ca, bias_ff, scale_ff, gate_ff = mod.chunk(9, -1)
 
         h = rearrange(modulate(self.norm1(x), bias_sa, scale_sa), "b f p d -> b (f p) d")
-        h = self.attn(h, grid, self.window, self.stagger)
+        h, kv = self.attn(h, grid, self.window, self.stagger, chunk, past, mask)
         x = x + gate_sa * rearrange(h, "b (f p) d -> b f p d", f=f)
 
         h = rearrange(modulate(self.norm2(x), bias_ca, scale_ca), "b f p d -> b (f p) d")
         h = self.cross_attn(h, context, context_mask)
         x = x + gate_ca * rearrange(h, "b (f p) d -> b f p d", f=f)
 
-        return x + gate_ff * self.mlp(modulate(self.norm3(x), bias_ff, scale_ff))
+        return x + gate_ff * self.mlp(modulate(self.norm3(x), bias_ff, scale_ff)), kv
 
 
 class FinalLayer(nn.Module):
@@ -259,6 +312,7 @@ class StreamDiT(nn.Module):
         )
         self.final_layer = FinalLayer(cfg.dim, cfg.patch, cfg.channels)
         self.initialize_weights()
+        self._masks: dict = {}  # chunk-causal attention masks of frame ranges, per block and device
 
     def initialize_weights(self):
         # Linear layers: xavier-uniform weights, zero biases (as DiT).
@@ -291,32 +345,83 @@ class StreamDiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def forward(self, x, levels, text_tokens, text_mask, text_pooled) -> torch.Tensor:
+    def forward(
+        self, x, levels, text_tokens, text_mask, text_pooled, past: PastFrames | None = None
+    ) -> torch.Tensor:
         """Predicted velocity [b, f, c, h, w] of a buffer of noisy frames (``cfg.prediction`` says whether
         the network outputs it directly or through its estimate of the clean frames).
 
         x: [b, f, c, h, w] noisy frames; levels: [b, f] per-frame noise level t in [0, 1] (0 clean, 1 noise);
         text_tokens: [b, L, text_dim]; text_mask: [b, L] bool (True = real token); text_pooled: [b, text_dim].
+        ``past`` (a chunk-causal model only, ``remember``): x is the buffer's frames after ``past.frames``
+        clean ones, which it attends to through their stored keys and values; the result equals the same
+        frames' rows of a call on the whole buffer.
         """
+        out, _ = self._run(x, levels, text_tokens, text_mask, text_pooled, past)
+        return out
+
+    @torch.no_grad()
+    def remember(self, x, text_tokens, text_mask, text_pooled, past: PastFrames | None = None) -> PastFrames:
+        """The keys and values of clean frames ``x [b, f, c, h, w]`` (level 0) at the start of a buffer, or
+        after ``past``'s frames, for later frames to attend to (``forward(..., past=...)``); a chunk-causal
+        model only, whole chunks only."""
+        levels = torch.zeros(x.shape[:2], device=x.device, dtype=x.dtype)
+        _, kept = self._run(x, levels, text_tokens, text_mask, text_pooled, past, keep=True)
+        return kept
+
+    def _attention_mask(self, block: int, start: int, f: int, device) -> torch.Tensor:
+        """What frames ``start .. start + f`` may attend to among frames ``0 .. start + f`` in block
+        ``block``: rows of the chunk-causal window mask of a whole buffer (so the windows are the ones
+        training sees), [f p, (start + f) p] bool."""
+        key = (block % 2, start, f, str(device))
+        if key not in self._masks:
+            p, blk = self.rows * self.rows, self.blocks[block]
+            full = attention_mask((self.cfg.frames, self.rows, self.rows), blk.window, blk.stagger,
+                                  self.cfg.causal_chunk)  # fmt: skip
+            self._masks[key] = full[start * p : (start + f) * p, : (start + f) * p].to(device)
+        return self._masks[key]
+
+    def _run(self, x, levels, text_tokens, text_mask, text_pooled, past=None, keep=False):
         cfg = self.cfg
         b, f, c, h, w = x.shape
-        if f > cfg.frames or (c, h, w) != (cfg.channels, cfg.resolution, cfg.resolution):
+        start = 0 if past is None else past.frames
+        if start + f > cfg.frames or (c, h, w) != (cfg.channels, cfg.resolution, cfg.resolution):
             raise ValueError(
-                f"x of shape {tuple(x.shape)}: expected [b, f <= {cfg.frames}, {cfg.channels}, "
-                f"{cfg.resolution}, {cfg.resolution}]"
+                f"x of shape {tuple(x.shape)} after {start} past frames: expected [b, f <= "
+                f"{cfg.frames - start}, {cfg.channels}, {cfg.resolution}, {cfg.resolution}]"
             )
         if levels.shape != (b, f):
             raise ValueError(f"levels of shape {tuple(levels.shape)}: expected [{b}, {f}]")
+        chunk = cfg.causal_chunk or None
+        if past is not None or keep:
+            if chunk is None:
+                raise ValueError("past frames need a chunk-causal model (causal_chunk > 0)")
+            if start % chunk or (keep and f % chunk):
+                raise ValueError(
+                    f"past frames come in whole chunks of {chunk}: got {start} + {f if keep else 0}"
+                )
+            if past is not None and past.batch != b:
+                raise ValueError(f"past frames of {past.batch} rows for x of {b}")
         seen = levels  # what the time embedding sees
         if not cfg.per_frame_time:
             seen = levels.mean(dim=1, keepdim=True).expand(b, f)  # ordinary DiT: one level for the clip
 
         context, pooled = self.text_embedder(text_tokens, text_pooled)
         cond = self.t_embedder(seen) + rearrange(pooled, "b d -> b 1 d")  # [b, f, dim]: frame i's own level
-        tokens = self.x_embedder(x) + self.pos_embed[:f]  # [b, f, p, dim]
+        tokens = self.x_embedder(x) + self.pos_embed[start : start + f]  # [b, f, p, dim]
         grid = (f, self.rows, self.rows)
-        for block in self.blocks:
-            tokens = block(tokens, cond, context, text_mask, grid)
+        # A chunk-causal model on part of a buffer attends under the rows of the whole buffer's mask.
+        dense = chunk is not None and (start > 0 or f < cfg.frames)
+        kept = PastFrames(start + f) if keep else None
+        for i, block in enumerate(self.blocks):
+            mask = self._attention_mask(i, start, f, x.device) if dense else None
+            previous = None if past is None else (past.keys[i], past.values[i])
+            tokens, (k, v) = block(tokens, cond, context, text_mask, grid, chunk, previous, mask)
+            if keep:
+                kept.keys.append(k if previous is None else torch.cat([previous[0], k], 2))
+                kept.values.append(v if previous is None else torch.cat([previous[1], v], 2))
+        if keep:
+            return None, kept
         out = rearrange(
             self.final_layer(tokens, cond),
             "b f (h w) (ph pw c) -> b f c (h ph) (w pw)",
@@ -325,10 +430,10 @@ class StreamDiT(nn.Module):
             pw=cfg.patch,
         )
         if cfg.prediction == "v":
-            return out
+            return out, None
         # x-prediction: out is x0, turned into velocity at each frame's true level (also without
         # per-frame time).
-        return velocity_from_clean(x, out, levels, X_MIN_LEVEL)
+        return velocity_from_clean(x, out, levels, X_MIN_LEVEL), None
 
     def null_text(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The learned null caption for classifier-free guidance: tokens [batch, 1, text_dim], mask [batch, 1]

@@ -58,7 +58,6 @@ VBENCH_MEASURES = (
     "direction_agreement",
 )
 MEASURES = CAPTION_MEASURES + VBENCH_MEASURES
-LOWER_IS_BETTER = {"flicker", "fvd", "kid"}
 
 
 def frame_scores(scorer: ClipScorer, videos: torch.Tensor, captions: list[str]) -> torch.Tensor:

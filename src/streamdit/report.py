@@ -19,7 +19,9 @@ from streamdit.files import read_json
 from streamdit.tables import (
     CAPTION_COLUMNS,
     LATENCY_COLUMNS,
+    LOWER_IS_BETTER,
     MAIN_COLUMNS,
+    MAIN_ROW,
     QUALITY_COLUMNS,
     QUALITY_MEASURES,
     caption_rows,
@@ -77,12 +79,54 @@ def _claim_cells(differences: dict, ours: str) -> list[str]:
     cells = []
     for measure in CLAIM_MEASURES:
         d = differences[measure]
-        better_low = measure in ("fvd", "kid", "flicker")
+        better_low = measure in LOWER_IS_BETTER
         ours_better = (d["verdict"] == "a > b") if better_low else (d["verdict"] == "a < b")
         ours_worse = (d["verdict"] == "a < b") if better_low else (d["verdict"] == "a > b")
         word = f"{ours} better" if ours_better else f"{ours} worse" if ours_worse else "no difference"
         cells.append(f"{measure} {_interval(d)} (**{word}**)")
     return cells
+
+
+def _drift_text(drift: dict) -> str:
+    """Last window minus first of a drift measurement (``evaluate.drift``), with its verdict on captions."""
+    change = drift["change"]
+    d = change["caption_mean"]
+    word = (
+        "drifts"
+        if d["verdict"] == "a < b"
+        else "improves"
+        if d["verdict"] == "a > b"
+        else "no drift detected"
+    )
+    return (
+        f"last window - first of {drift['frames']}-frame streams ({drift['prompts']} prompts): caption "
+        f"accuracy {_interval(d)}, subject consistency {_interval(change['subject_consistency'])}: **{word}**"
+    )
+
+
+def causal_lines(comparison: dict) -> list[str]:
+    """Beyond the paper: each chunk-causal method (``causal*``, ``streamdit.causal``) against StreamDiT,
+    paired, with its drift and speed beside StreamDiT's."""
+    paired, reference = comparison.get("paired", {}), comparison.get("paired_vs")
+    rows = {row["method"]: row for row in comparison.get("rows", [])}
+    drift = comparison.get("drift", {})
+    lines = []
+    for name in (n for n in paired if n.startswith("causal")):
+        line = (
+            f"- Beyond the paper: chunk-causal autoregression with a KV cache (**{name}**) against "
+            f"StreamDiT. {name} - {reference}, paired: " + "; ".join(_claim_cells(paired[name], "StreamDiT"))
+        )
+        for who in (name, MAIN_ROW):
+            if who in drift:
+                line += f". Drift, {who}: {_drift_text(drift[who])}"
+        ours, theirs = rows.get(MAIN_ROW), rows.get(name)
+        if ours and theirs:
+            line += (
+                f". Speed: {theirs['fps']:.1f} against {ours['fps']:.1f} frames/s, NFE per frame "
+                f"{theirs['nfe_per_frame']:g} against {ours['nfe_per_frame']:g}"
+            )
+        lines.append(line + ".")
+    return lines
 
 
 def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -> list[str]:
@@ -113,21 +157,8 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
             + "."
         )
     if "drift" in teacher:
-        change = teacher["drift"]["change"]
-        d = change["caption_mean"]
-        word = (
-            "drifts"
-            if d["verdict"] == "a < b"
-            else "improves"
-            if d["verdict"] == "a > b"
-            else "no drift detected"
-        )
-        lines.append(
-            f"- Claim: no drift over long streams. Teacher, last window - first of "
-            f"{teacher['drift']['frames']}-frame streams ({teacher['drift']['prompts']} prompts): caption "
-            f"accuracy {_interval(d)}, subject consistency {_interval(change['subject_consistency'])}: "
-            f"**{word}**."
-        )
+        lines.append(f"- Claim: no drift over long streams. Teacher, {_drift_text(teacher['drift'])}.")
+    lines += causal_lines(comparison)
     t_m = next(iter(teacher["schemes"].values()))
     s_m = next(iter(student["schemes"].values()))
     t_nfe, s_nfe = t_m["latency"]["nfe_per_frame"], s_m["latency"]["nfe_per_frame"]

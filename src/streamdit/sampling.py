@@ -17,24 +17,33 @@ from torch import nn
 from streamdit.acceleration import autocast, check_precision
 from streamdit.autoencoder import PixelSpace
 from streamdit.flow import euler_step, interpolate
+from streamdit.model import PastFrames
 from streamdit.schedule import Scheme, buffer_levels, check_buffer, check_start, nfe_per_call
 from streamdit.text import TextEmbedding, cat, null_embedding
 
 
 def guided_velocity(
-    model: nn.Module, x: torch.Tensor, levels: torch.Tensor, text: TextEmbedding, cfg_scale: float
+    model: nn.Module,
+    x: torch.Tensor,
+    levels: torch.Tensor,
+    text: TextEmbedding,
+    cfg_scale: float,
+    past: PastFrames | None = None,
 ) -> torch.Tensor:
     """Classifier-free guided velocity v = v_null + g * (v_text - v_null).
 
     ``cfg_scale == 1`` is the plain conditional model and costs one forward pass; any
-    other scale runs text and null rows as one batch of 2b (one call, two NFE).
+    other scale runs text and null rows as one batch of 2b (one call, two NFE). ``past``: the clean
+    past of a chunk-causal model (``causal.py``), with rows for the text and then the null caption.
     """
+    extra = {} if past is None else {"past": past}
     if cfg_scale == 1.0:
-        return model(x, levels, text.tokens, text.mask, text.pooled).to(x.dtype)
+        return model(x, levels, text.tokens, text.mask, text.pooled, **extra).to(x.dtype)
     b = x.shape[0]
     both = cat([text, null_embedding(model, b).to(text.tokens.device, text.tokens.dtype)])
     # .to(x.dtype): under bf16 autocast the guidance arithmetic still runs in the buffer's precision.
-    v = model(torch.cat([x, x]), torch.cat([levels, levels]), both.tokens, both.mask, both.pooled).to(x.dtype)
+    v = model(torch.cat([x, x]), torch.cat([levels, levels]), both.tokens, both.mask, both.pooled, **extra)
+    v = v.to(x.dtype)
     v_text, v_null = v[:b], v[b:]
     return v_null + cfg_scale * (v_text - v_null)
 
@@ -196,6 +205,10 @@ class StreamSampler(Stream):
     ):  # stream: Stream's keywords (cfg_scale, shift, generator, frame_shape, precision, space)
         check_buffer(scheme, model.cfg.frames)
         check_start(scheme, startup, context)
+        if getattr(model.cfg, "causal_chunk", 0):  # (stand-in models of the tests have no such field)
+            raise ValueError(
+                "a chunk-causal model streams chunk by chunk: causal.CausalSampler, not a moving buffer"
+            )
         super().__init__(model, text, **stream)
         self.scheme = scheme
         self.context = context

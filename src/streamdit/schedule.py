@@ -78,6 +78,12 @@ class Scheme:
         """Forward passes per emitted frame in the steady stream: s / c calls, times 2 with guidance."""
         return self.calls_per_frame * nfe_per_call(cfg_scale)
 
+    @property
+    def causal_calls_per_frame(self) -> float:
+        """Model calls per emitted frame of a chunk-causal stream of this ``[K, 1, c, T]`` scheme
+        (``causal.CausalSampler``): T calls on the chunk and, with a past, one cache call per chunk."""
+        return (self.T + (1 if self.K else 0)) / self.c
+
     def distilled(self) -> Scheme:
         """The student (K, N, c, 1) of this teacher scheme (K, N, c, s): T' = N steps on the teacher's
         grid points t_{j s}, one call per segment of s teacher calls (``distill.py``)."""

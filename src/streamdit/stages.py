@@ -26,6 +26,7 @@ from streamdit.plots import (
 from streamdit.quality import paired_differences, read_arrays, write_arrays
 from streamdit.streaming import Streamer, timed_stream
 from streamdit.tables import (
+    MAIN_ROW,
     compare_methods,
     only_scheme,
     write_comparison,
@@ -38,7 +39,6 @@ from streamdit.video import reference_strip, to_uint8, write_gif, write_mp4
 
 # The row every method is compared with, pair by pair: StreamDiT trained with the methods' budget.
 REFERENCE_METHOD = "mixed"
-MAIN_ROW = "streamdit_main"  # the comparison's row of the main model (tables.compare_methods)
 
 
 def prompts_to_sample(cfg: Config, count: int) -> tuple[list[str], list]:
@@ -188,8 +188,10 @@ def compare_methods_report(
     Reads each method's evaluation ``metrics_dir/<method>.json`` (its strip in
     ``methods_reports_dir/<method>/evaluation``) and the main model's ``main_metrics_file``; writes
     ``comparison.md`` / ``.csv``, quality over stream length of every method and the stacked sample
-    strips to ``report_dir``. Every method's paired differences (``evaluate.paired_differences``, from the
-    per-prompt arrays in ``arrays_dir``) from StreamDiT go to ``paired.md``: from ``REFERENCE_METHOD``
+    strips to ``report_dir``; the drift over long streams of the methods that measure it (and of the
+    main model beside them) goes to the returned ``drift``. Every method's paired differences
+    (``evaluate.paired_differences``, from the per-prompt arrays in ``arrays_dir``) from StreamDiT go to
+    ``paired.md``: from ``REFERENCE_METHOD``
     when the methods include it, else from the main model (``main_arrays_file``), which every method
     matches in budget when ``methods.train`` adds nothing to the train section. Returns the rows and the
     differences."""
@@ -229,4 +231,8 @@ def compare_methods_report(
         for n in methods.run
     }
     stack_images(strips, Path(report_dir) / "sample_strips.png")
-    return {"rows": rows, "paired_vs": reference, "paired": paired}
+    drift = {name: method_metrics[name]["drift"] for name in methods.run if "drift" in method_metrics[name]}
+    if drift and "drift" in main:
+        drift[MAIN_ROW] = main["drift"]
+    drift = {name: {k: d[k] for k in ("prompts", "frames", "change")} for name, d in drift.items()}
+    return {"rows": rows, "paired_vs": reference, "paired": paired, "drift": drift}

@@ -25,13 +25,14 @@ from torch import nn
 
 from streamdit.acceleration import resolve_device
 from streamdit.autoencoder import PixelSpace
+from streamdit.causal import CausalSampler, check_causal
 from streamdit.checkpoint import load_model, load_space
 from streamdit.fifo import FifoSampler
 from streamdit.latency import spread
 from streamdit.metrics import frames_to_reach
 from streamdit.progress import progress_bar, show
 from streamdit.sampling import Stream, StreamSampler
-from streamdit.schedule import FifoScheme, Scheme, check_stream, parse_scheme
+from streamdit.schedule import FifoScheme, Scheme, check_stream, nfe_per_call, parse_scheme
 from streamdit.text import TextEmbedding, check_caption, load_text_encoder
 from streamdit.video import to_uint8
 
@@ -43,7 +44,8 @@ class Streamer:
 
     ``scheme``: a moving-buffer ``Scheme`` (``StreamSampler``, started as ``startup`` says) or a
     ``FifoScheme`` (FIFO-Diffusion on the same model, ``fifo.FifoSampler``; its queue starts from a
-    clip of the model's own).
+    clip of the model's own). A chunk-causal model (``causal_chunk > 0``) streams a ``[K, 1, c, T]``
+    scheme chunk by chunk with its KV cache (``causal.CausalSampler``; ``sink``: keep the first chunk).
 
     ``encoder`` may be None for a streamer that is only ever given encoded text (``TextEmbedding``)."""
 
@@ -56,9 +58,19 @@ class Streamer:
     space: nn.Module | None = None
     startup: str = "staggered"  # how a stream fills its first buffer (schedule.STARTUPS)
     context: str = "clean"  # what its reference frames hold (schedule.CONTEXTS)
+    sink: bool = False  # a chunk-causal stream keeps its first chunk as an attention sink
 
     def __post_init__(self) -> None:
         check_stream(self.scheme, self.model.cfg.frames, self.startup, self.context)
+        if self.causal:
+            if isinstance(self.scheme, FifoScheme) or self.context != "clean" or self.startup != "staggered":
+                raise ValueError(
+                    f"{self.scheme}: a chunk-causal model streams chunk by chunk from its clean past "
+                    f"(causal.CausalSampler), not with {self.context!r} context or {self.startup!r} start-up"
+                )
+            check_causal(self.scheme, self.model.cfg, self.sink)
+        elif self.sink:
+            raise ValueError("an attention sink needs a chunk-causal model (causal_chunk > 0)")
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0 (1 = no guidance), got {self.cfg_scale}")
         if self.space is None:
@@ -67,6 +79,18 @@ class Streamer:
                     "a latent model streams through its space: pass space= (checkpoint.load_space)"
                 )
             self.space = PixelSpace(self.model.cfg.channels)
+
+    @property
+    def causal(self) -> bool:
+        """Whether the model is chunk-causal (streamed by ``causal.CausalSampler``)."""
+        return bool(getattr(self.model.cfg, "causal_chunk", 0))  # (the tests' stand-in models lack it)
+
+    @property
+    def nfe_per_frame(self) -> float:
+        """Forward passes per emitted frame in the steady stream (guidance counts two)."""
+        if self.causal:
+            return self.scheme.causal_calls_per_frame * nfe_per_call(self.cfg_scale)
+        return self.scheme.nfe_per_frame(self.cfg_scale)
 
     @property
     def resolution(self) -> int:
@@ -87,6 +111,9 @@ class Streamer:
         if isinstance(self.scheme, FifoScheme):
             return FifoSampler(self.model, self.scheme, text, cfg_scale=self.cfg_scale, shift=self.shift,
                                generator=generator, space=self.space)  # fmt: skip
+        if self.causal:
+            return CausalSampler(self.model, self.scheme, text, cfg_scale=self.cfg_scale, shift=self.shift,
+                                 generator=generator, space=self.space, sink=self.sink)  # fmt: skip
         return StreamSampler(self.model, self.scheme, text, cfg_scale=self.cfg_scale, shift=self.shift,
                              generator=generator, space=self.space, startup=self.startup,
                              context=self.context)  # fmt: skip
@@ -144,7 +171,7 @@ def timed_stream(
         "scheme": str(streamer.scheme),
         "cfg_scale": streamer.cfg_scale,
         "model_calls": sampler.calls,
-        "nfe_per_frame": streamer.scheme.nfe_per_frame(streamer.cfg_scale),  # in the steady stream
+        "nfe_per_frame": streamer.nfe_per_frame,  # in the steady stream
         "frames_per_second": round(video.shape[0] * frames / seconds, 2),
         "finite": bool(torch.isfinite(video).all()),
     }

@@ -12,6 +12,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+MAIN_ROW = "streamdit_main"  # the comparison's row of the main model (compare_methods)
+# The measures on which lower is better; every other one is better higher.
+LOWER_IS_BETTER = frozenset({"flicker", "fvd", "kid"})
+
 # Quality columns: pooled over the windows of the long streams (``quality.quality_report``), except
 # `fvd_first_clip`; caption accuracy per attribute has its own table (``CAPTION_COLUMNS``).
 QUALITY_MEASURES = (
@@ -230,6 +234,8 @@ COMPARISON_COLUMNS = (
     "fvd_last_clip",
     "fps",
     "nfe_per_frame",
+    "ttff_s",
+    "switch_frames",
 )
 
 
@@ -247,6 +253,8 @@ def comparison_row(name: str, about: str, model: str, train_steps, metrics: dict
         "fvd_last_clip": metrics["clips"][-1]["fvd"],
         "fps": latency.get("frames_per_second", ""),
         "nfe_per_frame": latency.get("nfe_per_frame", ""),
+        "ttff_s": latency.get("ttff_s", {}).get("median", ""),
+        "switch_frames": metrics.get("switch", {}).get("frames_median", ""),
     }
 
 
@@ -278,7 +286,7 @@ def compare_methods(
     scheme, scores = next(iter(main_metrics["schemes"].items()))
     rows.append(
         comparison_row(
-            "streamdit_main",
+            MAIN_ROW,
             "StreamDiT of the train stage: mixed schemes c = 1, 2, 4, 8",
             "main",
             main_steps,
@@ -301,7 +309,9 @@ LATENCY_COLUMNS = (
 
 
 # The comparison's columns without the sampled model's name (it is in `about`) and the first clip.
-MAIN_COLUMNS = tuple(c for c in COMPARISON_COLUMNS if c not in ("model", "fvd_first_clip"))
+MAIN_COLUMNS = tuple(
+    c for c in COMPARISON_COLUMNS if c not in ("model", "fvd_first_clip", "ttff_s", "switch_frames")
+)
 
 
 # The evaluation's columns without its latency times, which the latency table gives per model.
@@ -339,6 +349,8 @@ def write_comparison(rows: list[dict], main: dict, report_dir: str | Path) -> tu
         "`fvd_first_clip` / `fvd_last_clip`: the first and last window alone. Paired intervals of each "
         "method's difference from StreamDiT at the same budget: `paired.md`. Methods train for "
         "`train_steps` steps; `model` names the method whose model is sampled. `fps` and "
-        "`nfe_per_frame` are for one stream (guidance counts 2 NFE per call).",
+        "`nfe_per_frame` are for one stream (guidance counts 2 NFE per call), `ttff_s` its time to the "
+        "first frame (median), `switch_frames` the frames a prompt switch takes to show (median over "
+        "pairs).",
     ]
     return write_table(rows, report_dir, "comparison", preamble, columns=COMPARISON_COLUMNS)

@@ -22,7 +22,7 @@ from streamdit.config import Config, load_config
 from streamdit.data import Batches, autoencoder_record, file_digest, training_clips
 from streamdit.distributed import finish_distributed, init_distributed
 from streamdit.flow import flow_matching_loss, interpolate, velocity_target
-from streamdit.model import build_model, count_parameters
+from streamdit.model import SWITCHES, build_model, count_parameters
 from streamdit.optim import ema_decay_at, optimiser_step
 from streamdit.params import parse_overrides
 from streamdit.runs import Run, config_hash, read_history
@@ -47,12 +47,17 @@ def run_key(cfg: Config, autoencoder_path: str | Path = "models/autoencoder.pt")
 def start_from(model: nn.Module, ema: nn.Module, path: str | Path, cfg: Config, space: nn.Module) -> None:
     """A fine-tune's start: the EMA weights of the model file ``path`` into ``model`` and ``ema``. The
     file's architecture and space must be this run's (a base trained on another autoencoder's latents
-    would be a different model)."""
+    would be a different model); the switches of how the same weights attend and see time
+    (``model.SWITCHES``: full attention, one time embedding, chunk-causal attention) may differ."""
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "ema" not in state or "model_config" not in state:
         raise ValueError(f"train.finetune_from: {path} is not a StreamDiT model file")
-    if state["model_config"] != cfg.to_dict()["model"]:
-        differ = sorted(k for k, v in cfg.to_dict()["model"].items() if state["model_config"].get(k) != v)
+    differ = sorted(
+        k
+        for k, v in cfg.to_dict()["model"].items()
+        if state["model_config"].get(k) != v and k not in SWITCHES
+    )
+    if differ:
         raise ValueError(
             f"train.finetune_from: {path} is another architecture (model settings {differ} differ)"
         )
