@@ -42,9 +42,9 @@ from torch import nn
 from streamdit.acceleration import autocast
 from streamdit.flow import euler_step
 from streamdit.model import PastFrames
-from streamdit.sampling import Stream, guided_velocity
+from streamdit.sampling import Stream, guided_text, guided_velocity
 from streamdit.schedule import Scheme, time_grid
-from streamdit.text import TextEmbedding, cat, null_embedding
+from streamdit.text import TextEmbedding
 
 
 def check_causal(scheme: Scheme, model_cfg, sink: bool = False) -> None:
@@ -99,14 +99,9 @@ class CausalSampler(Stream):
         recent = self.scheme.K - self.scheme.c
         return torch.cat([self.first, self.past[:, self.past.shape[1] - recent :]], dim=1)
 
-    def _guided_text(self) -> TextEmbedding:
-        """The rows one guided call runs: the text, then (with guidance) the null caption."""
-        if self.cfg_scale == 1.0:
-            return self.text
-        return cat([self.text, null_embedding(self.model, self.batch).to(self.device, self.dtype)])
-
     def _remember(self, frames: torch.Tensor) -> PastFrames:
-        text = self._guided_text()
+        """The cache of ``frames``, with rows for the text and (with guidance) the null caption."""
+        text = guided_text(self.model, self.text, self.cfg_scale)
         rows = frames if self.cfg_scale == 1.0 else torch.cat([frames, frames])
         return self.model.remember(rows, text.tokens, text.mask, text.pooled)
 

@@ -22,7 +22,7 @@ import yaml
 
 from streamdit.config import Config, load_config
 from streamdit.params import build_dataclass, deep_merge
-from streamdit.schedule import nfe_per_call, parse_scheme
+from streamdit.schedule import parse_scheme, stream_nfe_per_frame
 
 
 @dataclass
@@ -132,14 +132,6 @@ def method_config(
     return load_config(params_file, profile, layer), spec
 
 
-def nfe_per_frame(scheme, cfg: Config) -> float:
-    """Forward passes per frame of the steady stream of ``scheme`` on ``cfg``'s model (a chunk-causal
-    model adds its cache call per chunk, ``Scheme.causal_calls_per_frame``)."""
-    if cfg.model.causal_chunk:
-        return scheme.causal_calls_per_frame * nfe_per_call(cfg.evaluate.cfg_scale)
-    return scheme.nfe_per_frame(cfg.evaluate.cfg_scale)
-
-
 def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
     """What the comparison table says about a method besides its scores."""
     return {
@@ -148,7 +140,9 @@ def method_summary(name: str, cfg: Config, spec: MethodSpec) -> dict:
         "model_of": spec.model_of or name,
         "scheme": spec.scheme if isinstance(spec.scheme, str) else list(spec.scheme),
         "context": spec.context,
-        "nfe_per_frame": nfe_per_frame(parse_scheme(spec.scheme), cfg),
+        "nfe_per_frame": stream_nfe_per_frame(
+            parse_scheme(spec.scheme), cfg.evaluate.cfg_scale, bool(cfg.model.causal_chunk)
+        ),
         "cfg_scale": cfg.evaluate.cfg_scale,
         "train_steps": cfg.train.steps,
         "finetune_from": cfg.train.finetune_from,

@@ -204,8 +204,9 @@ class SelfAttention(nn.Module):
         """x: [b, n, dim] tokens in `f h w` order on `grid` -> ([b, n, dim], (keys, values) of x's tokens).
 
         ``mask`` given: dense attention under it ([n, n_past + n] bool) to the keys and values ``past``
-        (``[b, heads, n_past, d]`` each, or None) followed by x's own; else windowed (or global)
-        attention, chunk-causal with ``chunk``.
+        (``[b, heads, n_past, d]`` each, or None) followed by x's own; else windowed attention,
+        chunk-causal with ``chunk``, or global attention (``window`` None; a chunk-causal model's global
+        attention always comes with its mask).
         """
         q, k, v = rearrange(
             self.qkv(x), "b n (three heads d) -> three b heads n d", three=3, heads=self.heads
@@ -215,11 +216,8 @@ class SelfAttention(nn.Module):
                 (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
             )
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-        elif window is None and chunk is None:
-            out = F.scaled_dot_product_attention(q, k, v)
         elif window is None:
-            full = attention_mask(grid, None, stagger, chunk).to(q.device)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=full)
+            out = F.scaled_dot_product_attention(q, k, v)
         else:
             out = windowed_attention(q, k, v, grid, window, stagger, chunk)
         return self.proj(rearrange(out, "b heads n d -> b n (heads d)")), (k, v)
@@ -410,10 +408,12 @@ class StreamDiT(nn.Module):
         cond = self.t_embedder(seen) + rearrange(pooled, "b d -> b 1 d")  # [b, f, dim]: frame i's own level
         tokens = self.x_embedder(x) + self.pos_embed[start : start + f]  # [b, f, p, dim]
         grid = (f, self.rows, self.rows)
-        # A chunk-causal model on part of a buffer attends under the rows of the whole buffer's mask.
-        dense = chunk is not None and (start > 0 or f < cfg.frames)
+        # A chunk-causal model on part of a buffer, or with global attention, attends under (the rows of)
+        # the whole buffer's mask; with windows over the whole buffer, inside windowed_attention.
+        part = start > 0 or f < cfg.frames
         kept = PastFrames(start + f) if keep else None
         for i, block in enumerate(self.blocks):
+            dense = chunk is not None and (part or block.window is None)
             mask = self._attention_mask(i, start, f, x.device) if dense else None
             previous = None if past is None else (past.keys[i], past.values[i])
             tokens, (k, v) = block(tokens, cond, context, text_mask, grid, chunk, previous, mask)

@@ -22,6 +22,15 @@ from streamdit.schedule import Scheme, buffer_levels, check_buffer, check_start,
 from streamdit.text import TextEmbedding, cat, null_embedding
 
 
+def guided_text(model: nn.Module, text: TextEmbedding, cfg_scale: float) -> TextEmbedding:
+    """The text rows one (guided) call runs: ``text``, then with guidance (``cfg_scale != 1``) the model's
+    null caption for every row."""
+    if cfg_scale == 1.0:
+        return text
+    b = text.tokens.shape[0]
+    return cat([text, null_embedding(model, b).to(text.tokens.device, text.tokens.dtype)])
+
+
 def guided_velocity(
     model: nn.Module,
     x: torch.Tensor,
@@ -40,7 +49,7 @@ def guided_velocity(
     if cfg_scale == 1.0:
         return model(x, levels, text.tokens, text.mask, text.pooled, **extra).to(x.dtype)
     b = x.shape[0]
-    both = cat([text, null_embedding(model, b).to(text.tokens.device, text.tokens.dtype)])
+    both = guided_text(model, text, cfg_scale)
     # .to(x.dtype): under bf16 autocast the guidance arithmetic still runs in the buffer's precision.
     v = model(torch.cat([x, x]), torch.cat([levels, levels]), both.tokens, both.mask, both.pooled, **extra)
     v = v.to(x.dtype)

@@ -393,6 +393,14 @@ class FifoScheme:
         return cls(B=int(match[1]), partitions=int(match[2]), lookahead=match[3] is not None)
 
 
+def stream_nfe_per_frame(scheme: Scheme | FifoScheme, cfg_scale: float, causal: bool = False) -> float:
+    """Forward passes per frame of the steady stream of ``scheme`` (guidance counts two per call); a
+    chunk-causal model's (``causal``) adds its cache call per chunk (``Scheme.causal_calls_per_frame``)."""
+    if causal:
+        return scheme.causal_calls_per_frame * nfe_per_call(cfg_scale)
+    return scheme.nfe_per_frame(cfg_scale)
+
+
 def parse_scheme(spec: list[int] | tuple[int, ...] | str) -> Scheme | FifoScheme:
     """A stream's scheme from params: ``[K, N, c, s]`` (or "K,N,c,s") for the moving buffer, or a
     ``FifoScheme`` written as its ``str`` ("FIFO-B8-n2-lookahead")."""

@@ -32,7 +32,7 @@ from streamdit.latency import spread
 from streamdit.metrics import frames_to_reach
 from streamdit.progress import progress_bar, show
 from streamdit.sampling import Stream, StreamSampler
-from streamdit.schedule import FifoScheme, Scheme, check_stream, nfe_per_call, parse_scheme
+from streamdit.schedule import FifoScheme, Scheme, check_stream, parse_scheme, stream_nfe_per_frame
 from streamdit.text import TextEmbedding, check_caption, load_text_encoder
 from streamdit.video import to_uint8
 
@@ -88,9 +88,7 @@ class Streamer:
     @property
     def nfe_per_frame(self) -> float:
         """Forward passes per emitted frame in the steady stream (guidance counts two)."""
-        if self.causal:
-            return self.scheme.causal_calls_per_frame * nfe_per_call(self.cfg_scale)
-        return self.scheme.nfe_per_frame(self.cfg_scale)
+        return stream_nfe_per_frame(self.scheme, self.cfg_scale, self.causal)
 
     @property
     def resolution(self) -> int:
