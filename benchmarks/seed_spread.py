@@ -60,6 +60,33 @@ def config_for(name: str, seed: int, profile: str):
     return cfg
 
 
+def study_scenes(cfg) -> dict:
+    """The scenes the study's evaluation streams: the test prompts, and as many val scenes for the FVD
+    floor."""
+    return {key: WorldClips(Path(cfg.data_dir), split, length=1).scenes
+            for key, split in (("test", "test"), ("floor", "val"))}  # fmt: skip
+
+
+def quick_evaluation(cfg):
+    """``cfg.evaluate`` without drift, held-out pairs, prompt switches past the first or repeated latency:
+    the streams of the study's test prompts and their scores, which these runs compare."""
+    return dataclasses.replace(cfg.evaluate, drift_prompts=0, heldout_prompts=0, switch_pairs=1,
+                               latency_repeats=1)  # fmt: skip
+
+
+def stream_and_score(path, cfg, scenes: dict, encoder, shift: float, device: str) -> tuple[dict, dict, str]:
+    """Stream ``scenes``' test prompts from the study's noise with the model file at ``path`` (its sample
+    scheme) and score them with the study's judges (``quick_evaluation``): ``evaluate_model``'s metrics
+    and arrays, and the scheme's key in them."""
+    ecfg = quick_evaluation(cfg)
+    model, space = load_model(path, device)[0], load_space(path, device)
+    metrics, arrays = evaluate_model(
+        model, encoder, scenes, ecfg, load_judges(ecfg, "models/evaluators", device),
+        shift=shift, device=device, space=space, progress=True,
+    )  # fmt: skip
+    return metrics, arrays, next(iter(metrics["schemes"]))
+
+
 def spread(values: list[float]) -> dict:
     """Mean, standard deviation across seeds (n - 1) and range of one measure."""
     return {
@@ -84,8 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     base = load_config("params.yaml", args.profile)
     device = resolve_device(base.train.device)
-    scenes = {key: WorldClips(Path(base.data_dir), split, length=1).scenes
-              for key, split in (("test", "test"), ("floor", "val"))}  # fmt: skip
+    scenes = study_scenes(base)
     encoder = load_text_encoder(base.text.encoder, base.text.max_length)
     shift = base.sample.time_shift if args.shift is None else args.shift
     results = {"seeds": args.seeds, "shift": shift, "models": {}}
@@ -93,16 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
         per_seed, arrays = {}, {}
         for seed in args.seeds:
             cfg = config_for(name, seed, args.profile)
-            ecfg = dataclasses.replace(cfg.evaluate, drift_prompts=0, heldout_prompts=0, switch_pairs=1,
-                                       latency_repeats=1)  # fmt: skip
             path = MODELS / f"{name}_seed{seed}.pt"
             summary = train(cfg, path, progress=True)
-            model, space = load_model(path, device)[0], load_space(path, device)
-            metrics, arrays[seed] = evaluate_model(
-                model, encoder, scenes, ecfg, load_judges(ecfg, "models/evaluators", device),
-                shift=shift, device=device, space=space, progress=True,
-            )  # fmt: skip
-            key = next(iter(metrics["schemes"]))
+            metrics, arrays[seed], key = stream_and_score(path, cfg, scenes, encoder, shift, device)
             results.setdefault("base", summary["finetuned_from"])  # the base every seed fine-tunes
             per_seed[seed] = {
                 "quality": metrics["schemes"][key]["long_stream"],
@@ -111,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
             }
             results.setdefault("real", metrics["real"]["long_stream"])
         pairs = {
-            f"{a} - {b}": paired_differences(arrays[a], key, arrays[b], key, ecfg)
+            f"{a} - {b}": paired_differences(arrays[a], key, arrays[b], key, quick_evaluation(cfg))
             for b, a in itertools.combinations(args.seeds, 2)
         }
         results["models"][name] = {
