@@ -165,6 +165,55 @@ def test_the_seed_spread_sits_beside_the_method_differences_of_the_same_base(tmp
     assert not any(line.startswith("| subject_consistency |") for line in stale)
 
 
+def test_the_kernel_spread_of_this_runs_model_joins_the_seed_spread(tmp_path):
+    import json
+
+    from streamdit.report import SEED_MEASURES, seed_lines
+
+    base = {"path": "models/base.pt", "sha1": "abc"}
+    spread = {m: {"mean": 0.5, "std": 0.02, "range": 0.04} for m in SEED_MEASURES}
+    pairs = {"1 - 0": {m: diff(0.01, -0.01, 0.03) for m in SEED_MEASURES}}
+    seed_file = tmp_path / "seed_spread.json"
+    seed_file.write_text(
+        json.dumps(
+            {"seeds": [0, 1], "base": base, "models": {"streamdit": {"spread": spread, "seed_pairs": pairs}}}
+        )
+    )
+    compared = {
+        "paired_vs": "streamdit_main",
+        "rows": [{"method": "streamdit_main", "fvd": 40.0}],
+        "paired": {"fifo": same_everywhere(diff(-0.1, -0.15, -0.05)) | {"caption_shape": diff(0, -1, 1)}},
+    }
+    arms = {"study": {"kernels": "AVX512", "quality": {"fvd": 40.0}}, "variant": {"kernels": "AVX2"}}
+    moved = same_everywhere(diff(0.02, 0.01, 0.04)) | {
+        "fvd": diff(-3.0, -9.0, 2.0),
+        "caption_shape": diff(0, -1, 1),
+    }
+    kernel_file = tmp_path / "kernel_spread.json"
+    train = {"finetuned_from": base}
+    absent = seed_lines(seed_file, train, compared, kernel_file)
+    assert not any("AVX2" in line for line in absent)  # not measured: the seed table alone
+    kernel_file.write_text(
+        json.dumps(
+            {"environment": {"ATEN_CPU_CAPABILITY": "avx2"}, "arms": arms, "variant_minus_study": moved}
+        )
+    )
+    lines = seed_lines(seed_file, train, compared, kernel_file)
+    header = next(line for line in lines if line.startswith("| measure |"))
+    assert "| StreamDiT on AVX2 kernels - StreamDiT | fifo - StreamDiT |" in header
+    row = next(line for line in lines if line.startswith("| subject_consistency |"))
+    assert row.endswith("| +0.02 [+0.01, +0.04]* | -0.1 [-0.15, -0.05]* |")
+    assert next(line for line in lines if line.startswith("| fvd |")).endswith(
+        "| -3 [-9, +2] | -0.1 [-0.15, -0.05]* |"
+    )
+    assert any("`ATEN_CPU_CAPABILITY=avx2`" in line and "AVX512" in line for line in lines)
+    # measured on another model (its study arm streamed another FVD): said so, and no kernel column
+    other = {**compared, "rows": [{"method": "streamdit_main", "fvd": 41.0}]}
+    stale = seed_lines(seed_file, train, other, kernel_file)
+    assert any("another model than this run's" in line for line in stale)
+    assert not any("AVX2 kernels" in line for line in stale)
+
+
 def test_the_causal_row_is_set_against_streamdit_with_its_drift_and_speed():
     from streamdit.report import causal_lines
 

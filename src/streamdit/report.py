@@ -288,9 +288,11 @@ def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 
 SEED_MEASURES = ("caption_mean", "caption_shape", "subject_consistency", "dynamic_degree", "fvd")
 
 
-def seed_lines(seed_file: Path, train: dict, compared: dict) -> list[str]:
-    """The seed-to-seed spread of StreamDiT (``benchmarks/seed_spread.py``'s JSON) beside every method's
-    paired difference from it; says so when it was not measured or measured on another base."""
+def seed_lines(seed_file: Path, train: dict, compared: dict, kernel_file: Path | None = None) -> list[str]:
+    """The seed-to-seed spread of StreamDiT (``benchmarks/seed_spread.py``'s JSON) and, where
+    ``kernel_file`` holds one for this run's model, its move on other kernels
+    (``benchmarks/kernel_spread.py``'s JSON), beside every method's paired difference from it; says so
+    when the spread was not measured or measured on another base."""
     lines = ["## Seed-to-seed spread", ""]
     command = "`python benchmarks/seed_spread.py` (after `make study`; then `dvc repro report`)"
     if not seed_file.exists():
@@ -325,17 +327,38 @@ def seed_lines(seed_file: Path, train: dict, compared: dict) -> list[str]:
         "seeds, beside every method's paired difference from StreamDiT. A method difference no larger than "
         "the seed spread is one retraining StreamDiT alone could produce.",
         "",
-        "| measure | StreamDiT across seeds (mean, std) | largest seed pair | "
-        + " | ".join(f"{m} - StreamDiT" for m in compared.get("paired", {}))
-        + " |",
-        "|---" * (3 + len(compared.get("paired", {}))) + "|",
+    ]
+    kernels = None
+    if kernel_file is not None and kernel_file.exists() and row is not None:
+        kernels = read_json(kernel_file, "kernel spread")
+        fvd = kernels["arms"]["study"]["quality"]["fvd"]
+        if not math.isclose(fvd, row["fvd"], rel_tol=1e-6):
+            lines += [
+                f"`{kernel_file}` was measured on another model than this run's (its StreamDiT streamed FVD "
+                f"{fvd:.4g} there and {row['fvd']:.4g} here): rerun `python benchmarks/kernel_spread.py`.",
+                "",
+            ]
+            kernels = None
+    columns = {f"{m} - StreamDiT": d for m, d in compared.get("paired", {}).items()}
+    if kernels is not None:
+        variant = kernels["arms"]["variant"]["kernels"]
+        columns = {f"StreamDiT on {variant} kernels - StreamDiT": kernels["variant_minus_study"], **columns}
+        env = " ".join(f"`{k}={v}`" for k, v in kernels["environment"].items())
+        lines += [
+            f"The stand-in for this run on another machine (`{kernel_file}`, `python "
+            "benchmarks/kernel_spread.py`): the base and StreamDiT trained again with every setting and seed "
+            f"of this run under {env}, PyTorch's kernels at {variant} instead of "
+            f"{kernels['arms']['study']['kernels']}, streamed from the same noise on the same test prompts.",
+            "",
+        ]
+    lines += [
+        "| measure | StreamDiT across seeds (mean, std) | largest seed pair | " + " | ".join(columns) + " |",
+        "|---" * (3 + len(columns)) + "|",
     ]
     for m in SEED_MEASURES:
         s = main["spread"][m]
         pair = max(main["seed_pairs"].values(), key=lambda p: abs(p[m]["diff"]))[m]
-        cells = [
-            _interval(d[m]) + ("*" if d[m]["holds"] else "") for d in compared.get("paired", {}).values()
-        ]
+        cells = [_interval(d[m]) + ("*" if d[m]["holds"] else "") for d in columns.values()]
         lines.append(
             f"| {m} | {s['mean']:.3g}, {s['std']:.2g} | {_interval(pair)}{'*' if pair['holds'] else ''} | "
             + " | ".join(cells)
@@ -494,7 +517,12 @@ def write_study_report(
         "",
         *markdown_table(latency_rows, LATENCY_COLUMNS),
         "",
-        *seed_lines(reports_dir / "seed_spread" / "seed_spread.json", train, compared),
+        *seed_lines(
+            reports_dir / "seed_spread" / "seed_spread.json",
+            train,
+            compared,
+            reports_dir / "kernel_spread" / "kernel_spread.json",
+        ),
         *stage_time_lines(metrics_dir, method_names),
         "## Figures",
         "",
