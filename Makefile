@@ -31,9 +31,14 @@ data:
 	dvc commit --force --quiet data.dvc
 
 # Ends with the wall time of every stage that ran and where the report is (also after a failure).
+# THREADS: PyTorch's (and MKL's) threads in every stage. The thread count decides how sums are split,
+# so the committed results' bytes need the 2 they were made with; more threads run faster and train
+# weights that differ by rounding (docs/pipeline.md, "Reproducibility across machines").
+THREADS ?= 2
+
 study: install
 	@start=$$(date +%s); \
-	$(MAKE) data && dvc repro; status=$$?; \
+	$(MAKE) data && OMP_NUM_THREADS=$(THREADS) dvc repro; status=$$?; \
 	$(PY) -m streamdit.pipeline summary --since $$start; exit $$status
 
 lint: install
