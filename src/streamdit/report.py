@@ -288,6 +288,12 @@ def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 
 SEED_MEASURES = ("caption_mean", "caption_shape", "subject_consistency", "dynamic_degree", "fvd")
 
 
+def _streams_another_model(fvd: float, row: dict | None) -> bool:
+    """Whether a benchmark's stream of "this run's" StreamDiT, of FVD ``fvd``, is not this run's own
+    (``row``: the run's StreamDiT row of the comparison): another model or other settings measured it."""
+    return row is not None and not math.isclose(fvd, row["fvd"], rel_tol=1e-6)
+
+
 def seed_lines(seed_file: Path, train: dict, compared: dict, kernel_file: Path | None = None) -> list[str]:
     """The seed-to-seed spread of StreamDiT (``benchmarks/seed_spread.py``'s JSON) and, where
     ``kernel_file`` holds one for this run's model, its move on other kernels
@@ -309,11 +315,7 @@ def seed_lines(seed_file: Path, train: dict, compared: dict, kernel_file: Path |
     own = main.get("per_seed", {}).get("0")
     rows = compared.get("rows", [])
     row = next((r for r in rows if r.get("method") == compared.get("paired_vs")), None)  # StreamDiT's
-    if (
-        own is not None
-        and row is not None
-        and not math.isclose(own["quality"]["fvd"], row["fvd"], rel_tol=1e-6)
-    ):
+    if own is not None and _streams_another_model(own["quality"]["fvd"], row):
         return lines + [
             f"`{seed_file}` was measured with other settings than this run's (seed 0, this run's own model, "
             f"streamed FVD {own['quality']['fvd']:.4g} there and {row['fvd']:.4g} here): rerun {command}.",
@@ -332,7 +334,7 @@ def seed_lines(seed_file: Path, train: dict, compared: dict, kernel_file: Path |
     if kernel_file is not None and kernel_file.exists() and row is not None:
         kernels = read_json(kernel_file, "kernel spread")
         fvd = kernels["arms"]["study"]["quality"]["fvd"]
-        if not math.isclose(fvd, row["fvd"], rel_tol=1e-6):
+        if _streams_another_model(fvd, row):
             lines += [
                 f"`{kernel_file}` was measured on another model than this run's (its StreamDiT streamed FVD "
                 f"{fvd:.4g} there and {row['fvd']:.4g} here): rerun `python benchmarks/kernel_spread.py`.",
