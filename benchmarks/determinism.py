@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
         runs = {}
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model}: the kernels of one training step ...", flush=True)
-            cmd = [sys.executable, __file__, "--child", model, "1", "2", "0", str(Path(tmp) / "calls.pt")]
+            threads = str(next(iter(VARIANTS.values()))[0])  # the reference run's
+            cmd = [sys.executable, __file__, "--child", model, "1", threads, "0", str(Path(tmp) / "calls.pt")]
             listed = subprocess.run(
                 cmd, check=True, env={**os.environ, **VERBOSE}, capture_output=True, text=True
             )

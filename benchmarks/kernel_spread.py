@@ -37,6 +37,7 @@ from sweep_table import cell
 
 from streamdit.acceleration import resolve_device
 from streamdit.config import load_config
+from streamdit.files import read_json
 from streamdit.methods import method_config
 from streamdit.quality import paired_differences
 from streamdit.text import load_text_encoder
@@ -64,8 +65,8 @@ def child(arm: str, profile: str, out: Path) -> None:
     device = resolve_device(cfg.train.device)
     if arm == "study":
         path = STUDY_MODEL
-        losses = {"base_loss_last": read_json("metrics/base.json")["loss_last"],
-                  "loss_last": read_json("metrics/train.json")["loss_last"]}  # fmt: skip
+        losses = {"base_loss_last": read_json("metrics/base.json", "base metrics")["loss_last"],
+                  "loss_last": read_json("metrics/train.json", "training metrics")["loss_last"]}  # fmt: skip
     else:
         path, losses = variant_model(profile)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
@@ -82,10 +83,6 @@ def child(arm: str, profile: str, out: Path) -> None:
         },
         out,
     )
-
-
-def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def parse_env(pairs: list[str]) -> dict:
@@ -126,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         arms[arm] = torch.load(path, weights_only=False)
     study, variant = arms["study"], arms["variant"]
     ecfg = quick_evaluation(load_config("params.yaml", args.profile))
-    seeds = read_json(args.seed_spread)["models"]["streamdit"]
+    seed_spread = read_json(args.seed_spread, "seed spread (python benchmarks/seed_spread.py)")
+    seeds = seed_spread["models"]["streamdit"]
     results = {
         "environment": env,
         "scheme": study["key"],
