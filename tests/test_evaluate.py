@@ -188,6 +188,8 @@ def test_evaluate_model_on_a_tiny_untrained_streamdit(tmp_path):
     drift = metrics["drift"]
     assert [r["offset"] for r in drift["generated"]] == [0, 16] and len(drift["real"]) == 2
     assert set(drift["change"]) == {"caption_mean", "caption_shape", "subject_consistency"}
+    # and its per-prompt windows go with the arrays, to pair one model's drift with another's
+    assert {arrays[f"drift/{name}"].shape for name in drift["change"]} == {(2, 2)}
     assert metrics["heldout"]["prompts"] == 2 and "caption_shape" in metrics["heldout"]["generated"]
 
     md, table = write_report(metrics, tmp_path)

@@ -11,9 +11,11 @@ from streamdit.config import EvalConfig
 from streamdit.evaluate import render_videos
 from streamdit.evaluators import FeatureExtractor, VideoEncoder, VideoEncoderConfig
 from streamdit.quality import (
+    DRIFT_MEASURES,
     MEASURES,
     Judges,
     paired_differences,
+    paired_drift_differences,
     per_window,
     read_arrays,
     scored,
@@ -153,3 +155,27 @@ def test_paired_differences_see_a_known_shift_and_refuse_unpaired_evaluations(tm
     assert set(back) == set(a) and np.array_equal(back["A/caption_mean"], a["A/caption_mean"])
     with pytest.raises(FileNotFoundError, match="dvc repro"):
         read_arrays(tmp_path / "missing.npz")
+
+
+def test_paired_drift_sets_one_streams_loss_against_anothers_and_refuses_unpaired_ones():
+    """Drift windows [m, windows]: a loses 0.2 of every measure from its first window to its last, b
+    nothing, on top of shared prompt effects; the paired drift difference is -0.2, decided."""
+    rng = np.random.default_rng(0)
+    prompt = rng.uniform(0.3, 0.7, size=(12, 1))
+    steady = np.repeat(prompt, 4, axis=1) + rng.normal(0, 0.01, size=(12, 4))
+    losing = steady - np.array([0.0, 0.05, 0.1, 0.2])
+    shared = {"captions": np.array([f"prompt {i}" for i in range(12)]), "seed": np.array(3)}
+    a = {**shared, **{f"drift/{name}": losing for name in DRIFT_MEASURES}}
+    b = {**shared, **{f"drift/{name}": steady for name in DRIFT_MEASURES}}
+    ecfg = EvalConfig(bootstrap=200)
+    out = paired_drift_differences(a, b, ecfg)
+    assert set(out) == set(DRIFT_MEASURES)
+    for d in out.values():
+        assert d["diff"] == pytest.approx(-0.2) and d["verdict"] == "a < b"
+    assert paired_drift_differences(b, b, ecfg)["caption_mean"]["verdict"] == "no difference"
+    with pytest.raises(ValueError, match="same prompts and noise"):
+        paired_drift_differences(a, {**b, "seed": np.array(4)}, ecfg)
+    with pytest.raises(ValueError, match="missing"):
+        paired_drift_differences(a, shared, ecfg)
+    with pytest.raises(ValueError, match="one length"):
+        paired_drift_differences(a, {**b, **{f"drift/{n}": steady[:, :3] for n in DRIFT_MEASURES}}, ecfg)

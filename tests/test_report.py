@@ -242,3 +242,33 @@ def test_the_causal_row_is_set_against_streamdit_with_its_drift_and_speed():
     assert "**drifts**" in causal_drift and "**no drift detected**" in main_drift
     assert "Speed: 12.0 against 20.0 frames/s, NFE per frame 8.5 against 4" in line
     assert causal_lines({"paired": {"fifo": comparison["paired"]["fifo"]}}) == []
+
+
+def test_every_drift_row_is_paired_with_streamdits_drift():
+    from streamdit.report import causal_lines, drift_lines
+
+    def drift(caption, minus_main=None):
+        change = {"caption_mean": caption, "subject_consistency": diff(0.0, -0.01, 0.01)}
+        out = {"frames": 256, "prompts": 12, "change": change}
+        if minus_main is not None:
+            out["minus_main"] = {"caption_mean": minus_main, "subject_consistency": diff(0.0, -0.1, 0.1)}
+        return out
+
+    comparison = {
+        "paired_vs": "streamdit_main",
+        "paired": {"causal": same_everywhere(diff(0.0, -0.1, 0.1))},
+        "drift": {
+            "fifo": drift(diff(-0.2, -0.3, -0.1), minus_main=diff(-0.2, -0.3, -0.1)),
+            "causal": drift(diff(0.0, -0.1, 0.1), minus_main=diff(0.0, -0.1, 0.1)),
+            "streamdit_main": drift(diff(0.0, -0.1, 0.1)),
+        },
+    }
+    (fifo,) = drift_lines(comparison)  # the causal row's drift goes to its own line
+    assert "StreamDiT drifts no more than **fifo**" in fifo and "**drifts**" in fifo
+    assert "same 12 streams of 256 frames" in fifo
+    assert "caption_mean -0.2 [-0.3, -0.1] (**fifo drifts more**)" in fifo
+    assert "subject_consistency +0 [-0.1, +0.1] (**no difference**)" in fifo
+    (causal,) = causal_lines(comparison)
+    assert ". Drift (last window - first) of causal minus StreamDiT's, paired on" in causal
+    assert "caption_mean +0 [-0.1, +0.1] (**no difference**)" in causal
+    assert drift_lines({"drift": {"fifo": drift(diff(0.0, -0.1, 0.1))}}) == []  # nothing paired: no line

@@ -38,6 +38,7 @@ from streamdit.metrics import (
     paired_difference,
 )
 from streamdit.quality import (
+    DRIFT_MEASURES,
     Judges,
     frame_scores,
     judges_features,
@@ -148,7 +149,9 @@ def drift(
     first prompts of ``text`` / test scenes), every measure per non-overlapping window with intervals
     over prompts (``with_intervals``), the real streams of the same scenes beside them (FVD / KID
     against as many other scenes: the floor), and the paired difference of the caption mean and
-    the subject consistency between the last window and the first (``change``: 0 means no drift)."""
+    the subject consistency between the last window and the first (``change``: 0 means no drift).
+    Also returns the per-prompt windows of those measures (``DRIFT_MEASURES``: ``drift/{measure}``,
+    ``[m, windows]``), whose last-minus-first a method's drift is paired with another's on."""
     m, frames = ecfg.drift_prompts, ecfg.drift_frames
     test, other = (s[:m] for s in scenes)
     offsets = clip_offsets(frames, ecfg.clip_frames, ecfg.clip_frames)
@@ -162,7 +165,7 @@ def drift(
             mean_of(quality[name][:, -1]), mean_of(quality[name][:, 0]), m, generator,
             ecfg.bootstrap, ecfg.bootstrap_level,
         )
-        for name in ("caption_mean", "caption_shape", "subject_consistency")
+        for name in DRIFT_MEASURES
     }  # fmt: skip
     return {
         "prompts": m,
@@ -170,7 +173,7 @@ def drift(
         "generated": with_intervals(quality, real["features"], offsets, ecfg),
         "real": with_intervals(real, floor, offsets, ecfg),
         "change": change,
-    }
+    }, {f"drift/{name}": quality[name] for name in DRIFT_MEASURES}
 
 
 def evaluate_model(
@@ -234,8 +237,11 @@ def evaluate_model(
         if k > 0:
             continue
         if ecfg.drift_prompts:
-            extra["drift"] = drift(streamer, text, (test_scenes, floor_scenes), resolution, ecfg, judges,
-                                   seed=ecfg.seed + 7000, progress=progress)  # fmt: skip
+            extra["drift"], drift_arrays = drift(
+                streamer, text, (test_scenes, floor_scenes), resolution, ecfg, judges,
+                seed=ecfg.seed + 7000, progress=progress,
+            )  # fmt: skip
+            arrays |= drift_arrays
         if ecfg.heldout_prompts:
             reference = real["features"][: ecfg.heldout_prompts, :1]
             extra["heldout"] = heldout_quality(

@@ -58,6 +58,8 @@ VBENCH_MEASURES = (
     "direction_agreement",
 )
 MEASURES = CAPTION_MEASURES + VBENCH_MEASURES
+# What drift is told by: the last window of a long stream minus its first (``evaluate.drift``).
+DRIFT_MEASURES = ("caption_mean", "caption_shape", "subject_consistency")
 
 
 def frame_scores(scorer: ClipScorer, videos: torch.Tensor, captions: list[str]) -> torch.Tensor:
@@ -259,6 +261,41 @@ def paired_differences(
             set_distance_of(distance, arrays_b[f"{key_b}/features"], real),
             units, generator, ecfg.bootstrap, ecfg.bootstrap_level,
         )  # fmt: skip
+    return out
+
+
+def paired_drift_differences(
+    arrays_a: dict[str, np.ndarray], arrays_b: dict[str, np.ndarray], ecfg: EvalConfig
+) -> dict:
+    """Method a's drift minus method b's over the same long streams: for each of ``DRIFT_MEASURES``, the
+    paired bootstrap over the drift prompts of (last window - first) of a minus that of b. Negative:
+    a loses more of the measure along the stream than b does.
+
+    ``arrays_a`` / ``arrays_b``: ``evaluate_model``'s arrays of two models whose evaluations measured
+    drift (``drift/{measure}``, ``[m, windows]``) from the same prompts and noise; else it raises."""
+    for name in ("captions", "seed"):
+        if not np.array_equal(arrays_a[name], arrays_b[name]):
+            raise ValueError(f"paired drift needs the same prompts and noise: the {name} differ")
+    missing = [
+        f"drift/{n}" for n in DRIFT_MEASURES for arr in (arrays_a, arrays_b) if f"drift/{n}" not in arr
+    ]
+    if missing:
+        raise ValueError(
+            f"paired drift needs both evaluations' drift windows, missing {sorted(set(missing))} "
+            "(an evaluation without drift, or written before they were stored: rerun it)"
+        )
+    generator = torch.Generator().manual_seed(ecfg.seed)
+    out = {}
+    for name in DRIFT_MEASURES:
+        a, b = arrays_a[f"drift/{name}"], arrays_b[f"drift/{name}"]
+        if a.shape != b.shape:
+            raise ValueError(
+                f"paired drift needs streams of one length on as many prompts: {a.shape} vs {b.shape}"
+            )
+        change_a, change_b = (mean_of(v[:, -1] - v[:, 0]) for v in (a, b))
+        out[name] = paired_difference(
+            change_a, change_b, len(a), generator, ecfg.bootstrap, ecfg.bootstrap_level
+        )
     return out
 
 

@@ -104,6 +104,38 @@ def _drift_text(drift: dict) -> str:
     )
 
 
+def _drift_pair_text(name: str, drift: dict) -> str:
+    """A method's drift minus StreamDiT's on the same long streams (``quality.paired_drift_differences``):
+    which of the two loses more along the stream, per measure."""
+    cells = []
+    for measure, d in drift["minus_main"].items():
+        word = (
+            f"{name} drifts more"
+            if d["verdict"] == "a < b"
+            else "StreamDiT drifts more"
+            if d["verdict"] == "a > b"
+            else "no difference"
+        )
+        cells.append(f"{measure} {_interval(d)} (**{word}**)")
+    return (
+        f"drift (last window - first) of {name} minus StreamDiT's, paired on the same {drift['prompts']} "
+        f"streams of {drift['frames']} frames: " + "; ".join(cells)
+    )
+
+
+def drift_lines(comparison: dict) -> list[str]:
+    """The drift of every compared row that measured it, set against StreamDiT's on the same streams
+    (the chunk-causal rows: in ``causal_lines``)."""
+    drift = comparison.get("drift", {})
+    return [
+        f"- Claim: StreamDiT drifts no more than **{name}**. {_drift_text(d)}; "
+        + _drift_pair_text(name, d)
+        + "."
+        for name, d in drift.items()
+        if "minus_main" in d and not name.startswith("causal")
+    ]
+
+
 def causal_lines(comparison: dict) -> list[str]:
     """Beyond the paper: each chunk-causal method (``causal*``, ``streamdit.causal``) against StreamDiT,
     paired, with its drift and speed beside StreamDiT's."""
@@ -119,6 +151,9 @@ def causal_lines(comparison: dict) -> list[str]:
         for who in (name, MAIN_ROW):
             if who in drift:
                 line += f". Drift, {who}: {_drift_text(drift[who])}"
+        if "minus_main" in drift.get(name, {}):
+            text = _drift_pair_text(name, drift[name])
+            line += f". {text[0].upper()}{text[1:]}"
         ours, theirs = rows.get(MAIN_ROW), rows.get(name)
         if ours and theirs:
             line += (
@@ -158,6 +193,7 @@ def claim_lines(comparison: dict, student: dict, teacher: dict, distill: dict) -
         )
     if "drift" in teacher:
         lines.append(f"- Claim: no drift over long streams. Teacher, {_drift_text(teacher['drift'])}.")
+    lines += drift_lines(comparison)
     lines += causal_lines(comparison)
     t_m = next(iter(teacher["schemes"].values()))
     s_m = next(iter(student["schemes"].values()))
@@ -535,6 +571,9 @@ def write_study_report(
                 f"{reports_dir / rel} is missing: run the stage that draws it (dvc repro)"
             )
         lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+        if rel == "comparison/quality_over_length.png" and len(compared.get("drift", {})) > 1:
+            title = "Drift over long streams, every row that measures it (real streams dashed)"
+            lines += [f"### {title}", "", f"![{title}](comparison/drift_over_length.png)", ""]
     path = reports_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")

@@ -23,7 +23,7 @@ from streamdit.plots import (
     plot_quality_over_time,
     stack_images,
 )
-from streamdit.quality import paired_differences, read_arrays, write_arrays
+from streamdit.quality import paired_differences, paired_drift_differences, read_arrays, write_arrays
 from streamdit.streaming import Streamer, timed_stream
 from streamdit.tables import (
     MAIN_ROW,
@@ -234,5 +234,12 @@ def compare_methods_report(
     drift = {name: method_metrics[name]["drift"] for name in methods.run if "drift" in method_metrics[name]}
     if drift and "drift" in main:
         drift[MAIN_ROW] = main["drift"]
+    if len(drift) > 1:  # every drift curve against StreamDiT's real streams (the same scenes for all)
+        curves = {name: d["generated"] for name, d in drift.items()}
+        plot_methods_over_time(curves, drift[MAIN_ROW]["real"], Path(report_dir) / "drift_over_length.png")
     drift = {name: {k: d[k] for k in ("prompts", "frames", "change")} for name, d in drift.items()}
+    if reference is not None and MAIN_ROW in drift:  # every drift row paired with StreamDiT's on its streams
+        main_arrays, ecfg = read_arrays(main_arrays_file), load_config(params_file, profile).evaluate
+        for name in (n for n in drift if n != MAIN_ROW):
+            drift[name]["minus_main"] = paired_drift_differences(arrays[name], main_arrays, ecfg)
     return {"rows": rows, "paired_vs": reference, "paired": paired, "drift": drift}
