@@ -196,7 +196,11 @@ def test_methods_are_compared_in_one_table_with_intervals(smoke_repo):
     comparison = json.loads((repo / "metrics/comparison.json").read_text())
     assert comparison["paired_vs"] == "streamdit_main" and set(comparison["paired"]) == set(methods)
     assert "fifo |" in (repo / "reports/comparison/paired.md").read_text()
-    for figure in ("quality_over_length.png", "sample_strips.png"):
+    # the drift of the causal row (it measures drift in every profile) paired with StreamDiT's
+    minus_main = comparison["drift"]["causal"]["minus_main"]
+    assert set(minus_main) == {"caption_mean", "caption_shape", "subject_consistency"}
+    assert all(d["low"] <= d["diff"] <= d["high"] for d in minus_main.values())
+    for figure in ("quality_over_length.png", "sample_strips.png", "drift_over_length.png"):
         assert (repo / "reports/comparison" / figure).stat().st_size > 1000
 
 
@@ -231,15 +235,18 @@ def test_dvc_plots_and_experiments(smoke_repo, tmp_path):
     plots = json.loads(run(["dvc", "plots", "show", "--json", "--split"], repo, env))["data"]
     assert {"reports/train/loss.csv", "reports/comparison/quality_over_length.png"} <= set(plots)
     # An experiment in a copy (the module's repo stays as `dvc repro` left it): a documented knob
-    # (docs/pipeline.md) changes the run and `dvc exp show` lists it.
+    # (docs/pipeline.md) changes the run, `dvc exp show` lists it, and only the stages that read the
+    # knob rerun (distillation: the student, its evaluation and the report).
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, symlinks=True)
-    run(["dvc", "exp", "run", "-S", "profiles.smoke.train.steps=4", "-n", "fewer-steps"], copy, env)
+    before = {p.relative_to(copy): p.read_bytes() for p in (copy / "metrics").rglob("*.json")}
+    run(["dvc", "exp", "run", "-S", "distill.lr=0.0005", "-n", "lower-lr"], copy, env)
     shown = run(["dvc", "exp", "show", "--csv", "--no-pager"], copy, env)
-    assert "fewer-steps" in shown
-    for path in ("metrics/train.json", "metrics/methods_train/uniform_clips.json"):
-        assert json.loads((copy / path).read_text())["steps"] == 4, path
-    assert json.loads((copy / "metrics/base.json").read_text())["steps"] == 20  # the base keeps its budget
+    assert "lower-lr" in shown
+    student = torch.load(copy / "models/student.pt", map_location="cpu", weights_only=False)
+    assert student["config"]["distill"]["lr"] == 0.0005
+    changed = {str(p) for p, data in before.items() if (copy / p).read_bytes() != data}
+    assert changed == {"metrics/distill.json", "metrics/evaluate_student.json"}, changed
 
 
 # The stage runner (streamdit.pipeline) on its own.
