@@ -272,3 +272,12 @@ def test_every_drift_row_is_paired_with_streamdits_drift():
     assert ". Drift (last window - first) of causal minus StreamDiT's, paired on" in causal
     assert "caption_mean +0 [-0.1, +0.1] (**no difference**)" in causal
     assert drift_lines({"drift": {"fifo": drift(diff(0.0, -0.1, 0.1))}}) == []  # nothing paired: no line
+    # equal means differ by float residue only: it reads 0, a small real difference keeps its digits
+    (residue,) = drift_lines(
+        {"drift": {"fifo": drift(diff(0.0, -0.1, 0.1), minus_main=diff(7e-9, -0.1, 0.1))}}
+    )
+    assert "caption_mean +0 [-0.1, +0.1]" in residue
+    (small,) = drift_lines(
+        {"drift": {"fifo": drift(diff(0.0, -0.1, 0.1), minus_main=diff(2e-5, 1e-5, 3e-5))}}
+    )
+    assert "caption_mean +2e-05 [+1e-05, +3e-05]" in small
