@@ -58,6 +58,11 @@ FIGURES = (
     ("Teacher against student streams", "distill/teacher_vs_student.png"),
     ("Training loss, main model", "train/loss.png"),
 )
+# Drawn by the compare stage when some method measured drift beside StreamDiT (after the quality figure).
+DRIFT_FIGURE = (
+    "Drift over long streams, every row that measures it (real streams dashed)",
+    "comparison/drift_over_length.png",
+)
 
 
 def _read(path: Path) -> dict:
@@ -570,15 +575,16 @@ def write_study_report(
         "## Figures",
         "",
     ]
-    for title, rel in FIGURES:
+    figures = list(FIGURES)
+    if len(compared.get("drift", {})) > 1:  # rows with drift beside StreamDiT's: every drift curve
+        after = next(i for i, (_, rel) in enumerate(figures) if rel == "comparison/quality_over_length.png")
+        figures.insert(after + 1, DRIFT_FIGURE)
+    for title, rel in figures:
         if not (reports_dir / rel).exists():
             raise FileNotFoundError(
                 f"{reports_dir / rel} is missing: run the stage that draws it (dvc repro)"
             )
         lines += [f"### {title}", "", f"![{title}]({rel})", ""]
-        if rel == "comparison/quality_over_length.png" and len(compared.get("drift", {})) > 1:
-            title = "Drift over long streams, every row that measures it (real streams dashed)"
-            lines += [f"### {title}", "", f"![{title}](comparison/drift_over_length.png)", ""]
     path = reports_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")
