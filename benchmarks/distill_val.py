@@ -13,8 +13,9 @@ on test.
     python benchmarks/distill_val.py [--variants default lr1e-3 ...] [--prompts 64]
 
 ``no_startup`` (the best on val in reports/distill_val/) leaves a stream's start-up patterns out of the
-student's training, which the coverage check of tests/test_schedule_reference.py refuses; the study
-keeps ``startup_prob: 0.5`` (docs/results.md).
+student's training, which the coverage check of tests/test_schedule_reference.py refuses; ``startup0.1``
+and ``startup0.25`` keep a smaller share of them (reports/distill_startup/: ``--variants default
+no_startup startup0.1 startup0.25 --prompts 128 --out reports/distill_startup``; docs/results.md).
 
 Needs the study's outputs (data, evaluators, autoencoder, the teacher). Writes the students to
 ``runs/distill_val/``, ``OUT/distill_val.json`` and ``OUT/README.md`` (``--out``, default
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -38,11 +40,14 @@ from streamdit.quality import CAPTION_MEASURES, paired_differences
 
 TEACHER = Path("models/streamdit.pt")
 MODELS = Path("runs/distill_val")  # the students (ignored by git)
+DEFAULT_OUT = Path("reports/distill_val")
 VARIANTS = {
     "default": {},  # the study's distill section
     "lr1e-3": {"lr": 1e-3},
     "steps800": {"steps": 800},
     "no_startup": {"startup_prob": 0.0},
+    "startup0.1": {"startup_prob": 0.1},
+    "startup0.25": {"startup_prob": 0.25},
     "batch8": {"batch_size": 8},
     "steps800_lr1e-3": {"steps": 800, "lr": 1e-3},
 }
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("reports/distill_val"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if args.variants[0] != "default":
         args.variants = ["default", *[v for v in args.variants if v != "default"]]
@@ -70,9 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
         return evaluate_model(model, encoder, scenes, e, judges, shift=dcfg.time_shift, device=device,
                               space=space, progress=True)  # fmt: skip
 
+    # The teacher file's md5, as dvc.lock names it: which training of the study the students come from.
+    teacher_md5 = hashlib.md5(TEACHER.read_bytes()).hexdigest()
     teacher, teacher_arrays = evaluate(TEACHER, dcfg.teacher_scheme, dcfg.cfg_scale)
     results = {
-        "teacher": {"scheme": teacher_key, "cfg_scale": dcfg.cfg_scale,
+        "teacher": {"scheme": teacher_key, "cfg_scale": dcfg.cfg_scale, "md5": teacher_md5,
                     "quality": teacher["schemes"][teacher_key]["long_stream"]},
         "real": {"quality": teacher["real"]["long_stream"]},
         "students": {},
@@ -108,8 +115,10 @@ def readme(results: dict, args, student_scheme) -> str:
     lines = [
         "# Distillation settings (val prompts)",
         "",
-        f"`python benchmarks/distill_val.py --variants {' '.join(args.variants)} --prompts {args.prompts}`: "
-        f"the study's teacher {t['scheme']} (guidance {t['cfg_scale']}) distilled into {student_scheme} "
+        f"`python benchmarks/distill_val.py --variants {' '.join(args.variants)} --prompts {args.prompts}"
+        f"{'' if args.out == DEFAULT_OUT else f' --out {args.out}'}`: "
+        f"the study's teacher {t['scheme']} (guidance {t['cfg_scale']}; `models/streamdit.pt`, md5 "
+        f"`{t['md5'][:8]}...`) distilled into {student_scheme} "
         "(unguided) under each variant of the `distill` section (`default`: the study's), every model "
         "streamed from the same noise on the first val prompts and scored by the study's evaluation "
         "against the val scenes' real streams (docs/metrics.md). DESIGN.md's targets for the student: "
