@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 # glibc serves every block above its mmap threshold (128 KiB, adapting up to 32 MiB) with a fresh mmap and
 # unmaps it on free, so each large tensor is faulted in page by page at every use; kept on the heap, the
-# world classifier's training step takes 1.01 s instead of 1.37 s on a 2-core AMD EPYC without AVX-512,
+# world classifier's training step takes 0.78 s instead of 1.29 s on a 2-core AMD EPYC without AVX-512,
 # with identical weights (python benchmarks/allocator.py; docs/pipeline.md, "Timings").
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296

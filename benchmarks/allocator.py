@@ -30,8 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import determinism
 import torch
-from determinism import cpu_name
 
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 MODELS = {
@@ -51,33 +51,24 @@ def weights_digest(state: dict) -> str:
 
 def child(model: str, steps: int, out: Path) -> None:
     """Train ``model`` ``steps`` steps of the cpu profile on 2 threads; save seconds per step (the
-    training loop's own time, ``runs.Run``) and the weights' digest to ``out``."""
-    from streamdit.autoencoder_training import train_world_autoencoder
+    training loop's own time) and the weights' digest to ``out``. The autoencoder and the DiT train as
+    ``determinism.child`` trains them."""
     from streamdit.config import load_config
     from streamdit.evaluator_training import train_video_encoder
-    from streamdit.train import train
 
     torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as work:
-        if model == "classifier":
-            full = load_config("params.yaml", "cpu")
-            ec = full.evaluators
-            net, metrics = train_video_encoder(
-                full.data_dir, steps=steps, batch_size=ec.encoder_batch_size, lr=ec.encoder_lr, seed=ec.seed,
-                degraded=ec.encoder_degraded,
-            )  # fmt: skip
-            seconds, state = metrics["seconds"], net.state_dict()
-        elif model == "autoencoder":
-            cfg = load_config("params.yaml", "cpu", {"autoencoder": {"steps": steps, "device": "cpu"}})
-            net, run = train_world_autoencoder(cfg, work_root=Path(work) / "runs")
-            seconds, state = run.elapsed, net.state_dict()
-        else:
-            short = {"steps": steps, "checkpoint_every": steps, "log_every": steps, "device": "cpu"}
-            overrides = {"train": short}
-            cfg = load_config("params.yaml", "cpu", overrides)
-            summary = train(cfg, Path(work) / "model.pt", work_root=Path(work) / "runs", progress=False)
-            seconds = summary["train_seconds"]
-            state = torch.load(Path(work) / "model.pt", map_location="cpu", weights_only=False)["ema"]
+    if model == "classifier":
+        full = load_config("params.yaml", "cpu")
+        ec = full.evaluators
+        net, metrics = train_video_encoder(
+            full.data_dir, steps=steps, batch_size=ec.encoder_batch_size, lr=ec.encoder_lr, seed=ec.seed,
+            degraded=ec.encoder_degraded,
+        )  # fmt: skip
+        seconds, state = metrics["seconds"], net.state_dict()
+    else:
+        determinism.child(model, steps, 2, False, out)
+        run = torch.load(out, weights_only=False)
+        seconds, state = run["seconds"], run["ema"]
     torch.save({"seconds_per_step": seconds / steps, "digest": weights_digest(state)}, out)
 
 
@@ -96,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--steps and --repeats must be >= 1")
     default_env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR}
     settings = {"glibc default": default_env, "heap (the Makefile's)": {**default_env, **ALLOCATOR}}
-    results = {"cpu": cpu_name(), "torch": torch.__version__, "steps": args.steps, "models": {}}
+    results = {"cpu": determinism.cpu_name(), "torch": torch.__version__, "steps": args.steps, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             runs: dict[str, list[dict]] = {name: [] for name in settings}

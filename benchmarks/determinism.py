@@ -48,7 +48,7 @@ VERBOSE = {"MKL_VERBOSE": "1", "ONEDNN_VERBOSE": "1"}
 
 def child(model: str, steps: int, threads: int, deterministic: bool, out: Path) -> None:
     """One run (in this process) of ``model`` ("dit" or "autoencoder"): train, then save the weights (the
-    DiT's EMA) and the loss per step to ``out``."""
+    DiT's EMA), the loss per step and the training loop's seconds to ``out``."""
     from streamdit.autoencoder_training import train_world_autoencoder
     from streamdit.config import load_config
     from streamdit.runs import read_history
@@ -63,13 +63,14 @@ def child(model: str, steps: int, threads: int, deterministic: bool, out: Path) 
     cfg = load_config("params.yaml", "cpu", overrides)
     with tempfile.TemporaryDirectory() as work:
         if model == "dit":
-            train(cfg, Path(work) / "model.pt", work_root=Path(work) / "runs", progress=False)
+            summary = train(cfg, Path(work) / "model.pt", work_root=Path(work) / "runs", progress=False)
             state = torch.load(Path(work) / "model.pt", map_location="cpu", weights_only=False)["ema"]
-            loss = read_history(Path(work) / "runs", run_key(cfg))
+            loss, seconds = read_history(Path(work) / "runs", run_key(cfg)), summary["train_seconds"]
         else:
             autoencoder, run = train_world_autoencoder(cfg, work_root=Path(work) / "runs")
-            state, loss = autoencoder.state_dict(), run.history
-    torch.save({"ema": state, "loss": loss, "capability": torch.backends.cpu.get_cpu_capability()}, out)
+            state, loss, seconds = autoencoder.state_dict(), run.history, run.elapsed
+    capability = torch.backends.cpu.get_cpu_capability()
+    torch.save({"ema": state, "loss": loss, "capability": capability, "seconds": seconds}, out)
 
 
 def compare(a: dict, b: dict) -> dict:
