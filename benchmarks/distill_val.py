@@ -13,9 +13,16 @@ on test.
     python benchmarks/distill_val.py [--variants default lr1e-3 ...] [--prompts 64]
 
 ``no_startup`` (the best on val in reports/distill_val/) leaves a stream's start-up patterns out of the
-student's training, which the coverage check of tests/test_schedule_reference.py refuses; ``startup0.1``
-and ``startup0.25`` keep a smaller share of them (reports/distill_startup/: ``--variants default
-no_startup startup0.1 startup0.25 --prompts 128 --out reports/distill_startup``; docs/results.md).
+student's training, which the coverage check of tests/test_schedule_reference.py refuses for a stream
+that starts from staggered noise; ``startup0.1`` and ``startup0.25`` keep a smaller share of them
+(reports/distill_startup/: ``--variants default no_startup startup0.1 startup0.25 --prompts 128 --out
+reports/distill_startup``; docs/results.md). A variant's ``start``: how its student's streams fill their
+first buffer: "staggered" (the study's) or "teacher", the paper's start-up, a uniform clip of the
+teacher (guided, on its own grid) whose intermediate states fill the student's buffer
+(``handoff.HandoffStreamer``); with it a student never sees a start-up pattern, so ``no_startup`` is
+covered (reports/distill_handoff/: ``--variants default teacher_start no_startup
+no_startup_teacher_start --prompts 128 --out reports/distill_handoff``). Variants with the same
+`distill` overrides share one student.
 
 Needs the study's outputs (data, evaluators, autoencoder, the teacher). Writes the students to
 ``runs/distill_val/``, ``OUT/distill_val.json`` and ``OUT/README.md`` (``--out``, default
@@ -28,14 +35,17 @@ import argparse
 import dataclasses
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from sweep_table import cell, difference_block, val_setup
 
+from streamdit import evaluate as evaluation
 from streamdit.checkpoint import load_model, load_space
 from streamdit.distill import distill
 from streamdit.evaluate import evaluate_model
+from streamdit.handoff import HandoffStreamer
 from streamdit.quality import CAPTION_MEASURES, paired_differences
 
 TEACHER = Path("models/streamdit.pt")
@@ -50,7 +60,10 @@ VARIANTS = {
     "startup0.25": {"startup_prob": 0.25},
     "batch8": {"batch_size": 8},
     "steps800_lr1e-3": {"steps": 800, "lr": 1e-3},
+    "teacher_start": {"start": "teacher"},
+    "no_startup_teacher_start": {"startup_prob": 0.0, "start": "teacher"},
 }
+STARTS = ("staggered", "teacher")
 SHOWN = ("caption_shape", "caption_colour", "caption_size", "caption_motion", "caption_mean",
          "subject_consistency", "dynamic_degree", "fvd")  # fmt: skip
 
@@ -69,11 +82,12 @@ def main(argv: list[str] | None = None) -> dict:
     dcfg = base.distill
     teacher_key, student_scheme = str(dcfg.teacher_scheme), dcfg.teacher_scheme.distilled()
 
-    def evaluate(path: Path, scheme, cfg_scale: float):
+    def evaluate(path: Path, scheme, cfg_scale: float, start: str = "staggered"):
         model, space = load_model(path, device)[0], load_space(path, device)
         e = dataclasses.replace(ecfg, schemes=[dataclasses.astuple(scheme)], cfg_scale=cfg_scale)
-        return evaluate_model(model, encoder, scenes, e, judges, shift=dcfg.time_shift, device=device,
-                              space=space, progress=True)  # fmt: skip
+        with teacher_started(start, device, dcfg):
+            return evaluate_model(model, encoder, scenes, e, judges, shift=dcfg.time_shift, device=device,
+                                  space=space, progress=True)  # fmt: skip
 
     # The teacher file's md5, as dvc.lock names it: which training of the study the students come from.
     teacher_md5 = hashlib.md5(TEACHER.read_bytes()).hexdigest()
@@ -86,13 +100,17 @@ def main(argv: list[str] | None = None) -> dict:
     }  # fmt: skip
     key, arrays = str(student_scheme), {}
     for name in args.variants:
-        variant = dataclasses.replace(dcfg, **VARIANTS[name])
-        path = MODELS / f"{name}.pt"
+        overrides = dict(VARIANTS[name])
+        start = overrides.pop("start", "staggered")
+        variant = dataclasses.replace(dcfg, **overrides)
+        # Variants that distil alike share the student of the first such variant.
+        path = MODELS / f"{next(n for n, o in VARIANTS.items() if o == overrides)}.pt"
         summary = distill(base, variant, TEACHER, path, progress=True)
-        metrics, arrays[name] = evaluate(path, student_scheme, 1.0)
+        metrics, arrays[name] = evaluate(path, student_scheme, 1.0, start)
         quality = metrics["schemes"][key]["long_stream"]
         results["students"][name] = {
             "overrides": VARIANTS[name],
+            "start": start,
             "distill_seconds": summary["distill_seconds"],
             "loss_last": summary["loss_last"],
             "quality": quality,
@@ -109,6 +127,30 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
+@contextmanager
+def teacher_started(start: str, device, dcfg):
+    """Within: the study's evaluation streams every moving-buffer scheme as ``start`` says: "staggered"
+    changes nothing, "teacher" starts each stream from the teacher's guided uniform clip on the
+    teacher's grid (``handoff.HandoffStreamer``; ``refine``: the teacher's grid steps per student step)."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    if start == "staggered":
+        yield
+        return
+    teacher = load_model(TEACHER, device)[0]
+    streamer = evaluation.Streamer
+
+    def handoff(*args, **kwargs):
+        return HandoffStreamer(*args, **kwargs, starter=teacher, starter_cfg_scale=dcfg.cfg_scale,
+                               refine=dcfg.teacher_scheme.T // dcfg.teacher_scheme.distilled().T)  # fmt: skip
+
+    evaluation.Streamer = handoff  # evaluate_model builds its streamers through this name
+    try:
+        yield
+    finally:
+        evaluation.Streamer = streamer
+
+
 def readme(results: dict, args, student_scheme) -> str:
     """The table (real, teacher, every student) and each student's paired differences."""
     t = results["teacher"]
@@ -122,7 +164,10 @@ def readme(results: dict, args, student_scheme) -> str:
         "(unguided) under each variant of the `distill` section (`default`: the study's), every model "
         "streamed from the same noise on the first val prompts and scored by the study's evaluation "
         "against the val scenes' real streams (docs/metrics.md). DESIGN.md's targets for the student: "
-        "caption accuracy within 3 points of the teacher's, FVD within +15%.",
+        "caption accuracy within 3 points of the teacher's, FVD within +15%. `start`: how a student's "
+        'streams fill their first buffer ("staggered": from noise, as the study\'s; "teacher": from the '
+        "teacher's guided uniform clip, the paper's start-up, `handoff.HandoffStreamer`); the teacher "
+        "streams as the study's.",
         "",
         "| | overrides | " + " | ".join(SHOWN) + " | FVD vs teacher |",
         "|---" * (len(SHOWN) + 3) + "|",

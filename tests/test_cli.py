@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from streamdit.cli import build_parser, main
+from streamdit.handoff import started_by
 from streamdit.schedule import time_grid
 from streamdit.streaming import load_streamer, write_stream
 from streamdit.video import Mp4Writer, read_video, to_uint8, write_mp4
@@ -95,6 +96,22 @@ def test_timeline_file_switches_the_prompt(tiny_model_file, streamer, tmp_path):
     alone = to_uint8(streamer.sampler(a, seed=2).take(20)[0]).astype(float)
     gap = np.abs(video - alone).mean(axis=(1, 2, 3))
     assert (gap[:8] == 0).all() and (gap[12:] > 5).all(), gap
+
+
+def test_a_student_stream_started_from_its_teacher(tiny_model_file, tmp_path):
+    """--start-from: the student's stream from the teacher's uniform clip, as the library streams it."""
+    out = tmp_path / "s.gif"
+    run(tiny_model_file, f"stream --distilled --start-from {tiny_model_file} --prompt 'a red circle' "
+                         f"--frames 8 --seed 3 --scale 1 --out {out}")  # fmt: skip
+    student = load_streamer(tiny_model_file, distilled=True, device="cpu")
+    handoff = started_by(student, load_streamer(tiny_model_file, device="cpu"))
+    expected = to_uint8(handoff.sampler("a red circle", seed=3).take(8)[0])
+    assert np.array_equal(read_video(out), expected)
+    alone = to_uint8(student.sampler("a red circle", seed=3).take(8)[0])
+    assert not np.array_equal(expected, alone)
+    with pytest.raises(ValueError, match="drop --startup"):
+        run(tiny_model_file, f"stream --distilled --start-from {tiny_model_file} --startup uniform "
+                             f"--prompt 'a red circle' --frames 8 --out {out}")  # fmt: skip
 
 
 def test_an_interrupted_endless_stream_keeps_what_it_wrote(tmp_path):

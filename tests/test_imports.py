@@ -9,7 +9,7 @@ from streamdit.pipeline import imported_modules
 PACKAGE = Path(streamdit.__file__).parent
 TRAINERS = {"train", "distill", "optim", "runs", "evaluator_training"}
 INFERENCE = {
-    "sampling", "streaming", "v2v", "evaluate", "latency", "checkpoint", "evaluators", "clip",
+    "sampling", "streaming", "handoff", "v2v", "evaluate", "latency", "checkpoint", "evaluators", "clip",
     "cli", "server", "explore",
 }  # fmt: skip
 FRONT_ENDS = {"cli", "server", "explore"}

@@ -16,6 +16,7 @@ import json
 import socket
 import sys
 
+from streamdit.handoff import started_by
 from streamdit.schedule import CONTEXTS, STARTUPS, parse_scheme
 from streamdit.streaming import (
     Streamer,
@@ -37,6 +38,10 @@ def streamer_from(args: argparse.Namespace) -> Streamer:
     scheme = parse_scheme(args.scheme) if args.scheme else None
     streamer = load_streamer(args.model, scheme=scheme, distilled=args.distilled, cfg_scale=args.cfg_scale,
                              startup=args.startup, context=args.context, device=args.device)  # fmt: skip
+    if "start_from" in args and args.start_from:
+        if args.startup != "staggered":
+            raise ValueError("--start-from fills the first buffer from the starter's clip: drop --startup")
+        streamer = started_by(streamer, load_streamer(args.start_from, device=args.device))
     sample = streamer.config["sample"]
     if args.seed is None:
         args.seed = sample["seed"]
@@ -148,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeline", help="a prompt timeline: a text file of 'frame: prompt' lines (or --prompt)"
     )
     stream.add_argument("--frames", type=int, default=64, help="frames to write; 0 = endless (Ctrl-C stops)")
+    stream.add_argument(
+        "--start-from",
+        metavar="TEACHER",
+        help="a model file whose uniform clip (its own scheme's grid and guidance) fills the first buffer: "
+        "the paper's start-up of a distilled student (K = 0)",
+    )
     stream.add_argument("--endless", action="store_true", help="the same as --frames 0")
     stream.set_defaults(run=stream_command)
 
