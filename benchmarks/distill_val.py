@@ -137,18 +137,23 @@ def teacher_started(start: str, device, dcfg):
     if start == "staggered":
         yield
         return
-    teacher = load_model(TEACHER, device)[0]
+    teacher, built = load_model(TEACHER, device)[0], []
     streamer = evaluation.Streamer
+    refine = dcfg.teacher_scheme.T // dcfg.teacher_scheme.distilled().T
 
     def handoff(*args, **kwargs):
-        return HandoffStreamer(*args, **kwargs, starter=teacher, starter_cfg_scale=dcfg.cfg_scale,
-                               refine=dcfg.teacher_scheme.T // dcfg.teacher_scheme.distilled().T)  # fmt: skip
+        built.append(HandoffStreamer(*args, **kwargs, starter=teacher, starter_cfg_scale=dcfg.cfg_scale,
+                                     refine=refine))  # fmt: skip
+        return built[-1]
 
     evaluation.Streamer = handoff  # evaluate_model builds its streamers through this name
     try:
         yield
     finally:
         evaluation.Streamer = streamer
+    if not built:
+        raise RuntimeError("evaluate_model built no streamer through streamdit.evaluate.Streamer: the "
+                           "teacher start-up was not applied")  # fmt: skip
 
 
 def readme(results: dict, args, student_scheme) -> str:

@@ -1,9 +1,13 @@
+import copy
+import dataclasses
+
 import pytest
 import torch
 from test_sampling import FakeModel, oracle_towards, text
 from test_schedule_reference import Recorder
 
-from streamdit.handoff import HandoffSampler, HandoffStreamer, started_by
+from streamdit.autoencoder import AutoencoderConfig, PixelSpace, WorldAutoencoder
+from streamdit.handoff import HandoffSampler, HandoffStreamer, same_space, started_by
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import FifoScheme, Scheme, buffer_levels, time_shift
 from streamdit.streaming import load_streamer
@@ -13,10 +17,15 @@ def emitted(sampler, calls):
     return [sampler.step() for _ in range(calls)]
 
 
+def wavy(x, levels, pooled):
+    """A velocity that depends on the frames, their levels and the text: no path ends at one target."""
+    return torch.sin(3 * x) + levels[..., None, None, None] * pooled[:, 0].view(-1, 1, 1, 1, 1)
+
+
 def test_a_hand_off_by_the_stream_s_own_model_on_its_own_grid_is_the_uniform_start_up():
     scheme = Scheme(0, 2, 4, 4)
     own = StreamSampler(
-        FakeModel(oracle_towards(0.3)),
+        FakeModel(wavy),
         scheme,
         text(),
         shift=3.0,
@@ -24,7 +33,7 @@ def test_a_hand_off_by_the_stream_s_own_model_on_its_own_grid_is_the_uniform_sta
         startup="uniform",
         generator=torch.Generator().manual_seed(5),
     )
-    model = FakeModel(oracle_towards(0.3))
+    model = FakeModel(wavy)
     handoff = HandoffSampler(
         model,
         scheme,
@@ -36,25 +45,37 @@ def test_a_hand_off_by_the_stream_s_own_model_on_its_own_grid_is_the_uniform_sta
         cfg_scale=2.0,
         generator=torch.Generator().manual_seed(5),
     )
-    for a, b in zip(emitted(own, 3 * scheme.T), emitted(handoff, 3 * scheme.T), strict=True):
+    out_own, out_handoff = emitted(own, 3 * scheme.T), emitted(handoff, 3 * scheme.T)
+    assert sum(chunk is not None for chunk in out_own) == 1 + 2 * scheme.T // scheme.s
+    for a, b in zip(out_own, out_handoff, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_the_starter_denoises_on_the_finer_grid_and_hands_over_a_steady_buffer():
-    """Student [0, 2, 4, 2] (T = 4) started by a starter on a 3x finer grid (12 steps, time shift 3):
-    (T - s) * 3 = 6 starter calls at one level each, then the student's calls on the steady buffer;
-    with v = 1 everywhere each frame leaves as its entering noise minus 1, whichever model moved it."""
+class Guided(Recorder):
+    """v = the text's pooled[0] (the null caption's is 0), so a call guided with scale g moves every
+    frame by g times its level step; records levels as ``Recorder`` does."""
+
+    def __call__(self, x, levels, pooled):
+        super().__call__(x, levels, pooled)
+        return pooled[:, 0].view(-1, 1, 1, 1, 1).expand_as(x).clone()
+
+
+def test_the_starter_denoises_on_the_finer_grid_with_its_guidance_and_hands_over_a_steady_buffer():
+    """Student [0, 2, 4, 2] (T = 4, unguided, v = 1) started by a starter guided with scale 2 (v = 2 with
+    guidance) on a 3x finer grid (12 steps, time shift 3): (T - s) * 3 = 6 starter calls at one level each,
+    then the student's calls on the steady buffer. Chunk j leaves as its entering noise minus
+    2 (1 - t_j) (the starter's part, down to its hand-over level t_j) minus t_j (the student's)."""
     scheme, shift = Scheme(0, 2, 4, 2), 3.0
-    starter_rule, student_rule = Recorder(), Recorder()
+    starter_rule, student_rule = Guided(), Recorder()
     starter, student = FakeModel(starter_rule), FakeModel(student_rule)
     sampler = HandoffSampler(
         student,
         scheme,
         text(),
         starter=starter,
-        starter_cfg_scale=1.0,
+        starter_cfg_scale=2.0,
         refine=3,
         shift=shift,
         generator=torch.Generator().manual_seed(2),
@@ -66,9 +87,11 @@ def test_the_starter_denoises_on_the_finer_grid_and_hands_over_a_steady_buffer()
     for k, levels in enumerate(starter_rule.levels):  # the clip: one level per call on the 12-step grid
         level = time_shift(torch.tensor((12 - k) / 12, dtype=torch.float64), shift)
         assert torch.allclose(levels, level.expand(8))
-    torch.testing.assert_close(student_rule.levels[0], buffer_levels(scheme, 0.0, shift))
-    torch.testing.assert_close(out[6 + scheme.s - 1][0], noise[:4] - 1)
-    torch.testing.assert_close(out[-1][0], noise[4:] - 1)
+    handed = buffer_levels(scheme, 0.0, shift)
+    torch.testing.assert_close(student_rule.levels[0], handed)
+    t0, t1 = handed[0].item(), handed[4].item()
+    torch.testing.assert_close(out[6 + scheme.s - 1][0], noise[:4] - 2 * (1 - t0) - t0)
+    torch.testing.assert_close(out[-1][0], noise[4:] - 2 * (1 - t1) - t1)
 
 
 def test_an_oracle_hand_off_emits_clean_frames():
@@ -103,10 +126,15 @@ def test_bad_hand_offs_are_refused():
             starter_cfg_scale=1.0,
             refine=1,
         )
-    pixels = FakeModel(oracle_towards(0.0))
-    pixels.cfg.space = "latent"
-    with pytest.raises(ValueError, match="a buffer cannot pass"):
-        HandoffSampler(model, Scheme(0, 4, 2, 1), text(), starter=pixels, starter_cfg_scale=1.0, refine=1)
+    for field, value in (("space", "latent"), ("resolution", 4)):
+        other = FakeModel(oracle_towards(0.0))
+        setattr(other.cfg, field, value)
+        with pytest.raises(ValueError, match="a buffer cannot pass"):
+            HandoffSampler(model, Scheme(0, 4, 2, 1), text(), starter=other, starter_cfg_scale=1.0, refine=1)
+    causal = FakeModel(oracle_towards(0.0))
+    causal.cfg.causal_chunk = 4
+    with pytest.raises(ValueError, match="chunk-causal starter"):
+        HandoffSampler(model, Scheme(0, 4, 2, 1), text(), starter=causal, starter_cfg_scale=1.0, refine=1)
 
 
 def test_a_handoff_streamer_starts_a_student_from_its_teacher(tiny_model_file):
@@ -129,8 +157,21 @@ def test_a_handoff_streamer_starts_a_student_from_its_teacher(tiny_model_file):
     assert video.shape == (1, 8, 3, 16, 16) and torch.isfinite(video).all()
     # (T - s) * refine = (2 - 1) * 8 teacher calls, then s = 1 student call per chunk of 4
     assert (sampler.starter_calls, sampler.calls) == (8, 10)
-    with pytest.raises(ValueError, match="needs a starter"):
+    with pytest.raises(TypeError, match="starter"):
         HandoffStreamer(student.model, student.encoder, student.scheme, 1.0, 1.0, space=student.space)
+    with pytest.raises(ValueError, match="no 'uniform' start-up"):
+        HandoffStreamer(
+            student.model,
+            student.encoder,
+            student.scheme,
+            1.0,
+            1.0,
+            space=student.space,
+            startup="uniform",
+            starter=teacher.model,
+            starter_cfg_scale=3.0,
+            refine=2,
+        )
     with pytest.raises(ValueError, match="K = 0"):
         HandoffStreamer(
             student.model,
@@ -140,6 +181,8 @@ def test_a_handoff_streamer_starts_a_student_from_its_teacher(tiny_model_file):
             1.0,
             space=student.space,
             starter=teacher.model,
+            starter_cfg_scale=3.0,
+            refine=2,
         )
 
 
@@ -155,3 +198,24 @@ def test_started_by_takes_the_refinement_from_the_two_grids(tiny_model_file):
     fifo = load_streamer(tiny_model_file, scheme=FifoScheme(8, 2, True), device="cpu")
     with pytest.raises(ValueError, match="FIFO-Diffusion"):
         started_by(student, fifo)
+
+    other_text = dataclasses.replace(teacher, config={**teacher.config, "text": {"encoder": "other"}})
+    with pytest.raises(ValueError, match="another encoder"):
+        started_by(student, other_text)
+    with pytest.raises(ValueError, match="another space"):
+        started_by(student, dataclasses.replace(teacher, space=PixelSpace(4)))
+
+
+def test_spaces_are_the_same_only_with_the_same_kind_settings_and_weights():
+    tiny = AutoencoderConfig(resolution=4, latent_channels=1, widths=(8,))
+    torch.manual_seed(0)
+    world = WorldAutoencoder(tiny)
+    assert same_space(world, copy.deepcopy(world)) and same_space(PixelSpace(3), PixelSpace(3))
+    assert not same_space(world, PixelSpace(1)) and not same_space(PixelSpace(3), PixelSpace(4))
+    other = copy.deepcopy(world)
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    assert not same_space(world, other)
+    assert not same_space(
+        world, WorldAutoencoder(AutoencoderConfig(resolution=4, latent_channels=2, widths=(8,)))
+    )

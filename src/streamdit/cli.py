@@ -36,11 +36,12 @@ def streamer_from(args: argparse.Namespace) -> Streamer:
     """The model of ``--model`` with the scheme, guidance and device of the arguments; ``--seed`` and
     ``--fps`` default to the values stored with the model."""
     scheme = parse_scheme(args.scheme) if args.scheme else None
+    start_from = "start_from" in args and args.start_from
+    if start_from and args.startup != "staggered":
+        raise ValueError("--start-from fills the first buffer from the starter's clip: drop --startup")
     streamer = load_streamer(args.model, scheme=scheme, distilled=args.distilled, cfg_scale=args.cfg_scale,
                              startup=args.startup, context=args.context, device=args.device)  # fmt: skip
-    if "start_from" in args and args.start_from:
-        if args.startup != "staggered":
-            raise ValueError("--start-from fills the first buffer from the starter's clip: drop --startup")
+    if start_from:
         streamer = started_by(streamer, load_streamer(args.start_from, device=args.device))
     sample = streamer.config["sample"]
     if args.seed is None:
@@ -156,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--start-from",
         metavar="TEACHER",
-        help="a model file whose uniform clip (its own scheme's grid and guidance) fills the first buffer: "
-        "the paper's start-up of a distilled student (K = 0)",
+        help="a model file whose uniform clip (its stored scheme's grid and guidance) fills the first "
+        "buffer: the paper's start-up of a distilled student (K = 0); its grid must refine the stream's, "
+        "with the same time shift, text encoder and autoencoder",
     )
     stream.add_argument("--endless", action="store_true", help="the same as --frames 0")
     stream.set_defaults(run=stream_command)

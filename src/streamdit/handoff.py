@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from streamdit.acceleration import autocast
+from streamdit.autoencoder import space_record
 from streamdit.sampling import Stream, StreamSampler, advance
 from streamdit.schedule import FifoScheme, Scheme, check_buffer
 from streamdit.streaming import Streamer
@@ -32,8 +33,9 @@ class HandoffSampler(StreamSampler):
     """A moving-buffer stream of ``model`` whose first buffer is the uniform clip of ``starter``, denoised
     with guidance ``starter_cfg_scale`` on the grid of ``T * refine`` steps (module docstring).
 
-    ``starter`` must take the stream's buffer (same B, frame shape and space); the stream's other
-    keywords (``Stream``) are its own, ``cfg_scale`` included. ``starter_calls`` counts the starter's
+    ``starter`` must take the stream's buffer (same B, space, channels and resolution; a moving-buffer
+    model, not a chunk-causal one); the stream's other keywords (``Stream``) are its own, ``cfg_scale``
+    included. ``starter_calls`` counts the starter's
     calls; ``calls`` counts both models' calls, as a ``startup="uniform"`` stream counts its own."""
 
     def __init__(
@@ -52,10 +54,13 @@ class HandoffSampler(StreamSampler):
         if starter_cfg_scale < 0:
             raise ValueError(f"starter_cfg_scale must be >= 0 (1 = no guidance), got {starter_cfg_scale}")
         check_buffer(scheme, starter.cfg.frames)
-        if starter.cfg.space != model.cfg.space or starter.cfg.channels != model.cfg.channels:
+        if getattr(starter.cfg, "causal_chunk", 0):  # (stand-in models of the tests have no such field)
+            raise ValueError("a chunk-causal starter has no moving buffer to denoise a uniform clip in")
+        frames = [(m.cfg.space, m.cfg.channels, m.cfg.resolution) for m in (starter, model)]
+        if frames[0] != frames[1]:
             raise ValueError(
-                f"the starter denoises {starter.cfg.space} frames of {starter.cfg.channels} channels, the "
-                f"stream's model {model.cfg.space} frames of {model.cfg.channels}: a buffer cannot pass"
+                "the starter denoises (space, channels, resolution) = {}, the stream's model {}: a buffer "
+                "cannot pass".format(*frames)
             )
         self.refine = refine  # read by ``filling`` while StreamSampler sets the start-up up
         super().__init__(model, scheme, text, startup="uniform", **stream)
@@ -95,20 +100,25 @@ class HandoffSampler(StreamSampler):
             del self.clip
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HandoffStreamer(Streamer):
     """A ``Streamer`` whose moving-buffer streams start from ``starter``'s uniform clip (``HandoffSampler``)
     with guidance ``starter_cfg_scale`` on a grid ``refine`` times finer than the stream's: e.g. a student
-    ``[0, 4, 2, 1]`` started by its teacher ``[0, 4, 2, 4]`` (``refine`` 4, the teacher's micro-steps)."""
+    ``[0, 4, 2, 1]`` started by its teacher ``[0, 4, 2, 4]`` (``refine`` 4, the teacher's micro-steps).
+    ``started_by`` builds one from two ``Streamer``s and checks that they fit."""
 
-    starter: nn.Module | None = None
-    starter_cfg_scale: float = 1.0
-    refine: int = 1
+    starter: nn.Module
+    starter_cfg_scale: float
+    refine: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.starter is None:
-            raise ValueError("a HandoffStreamer needs a starter model")
+        if self.startup != "staggered":
+            raise ValueError(f"a hand-off fills the first buffer itself: no {self.startup!r} start-up")
+        if self.refine < 1:
+            raise ValueError(
+                f"refine must be >= 1 (starter grid steps per stream grid step), got {self.refine}"
+            )
         if isinstance(self.scheme, FifoScheme) or self.causal or self.scheme.K:
             raise ValueError(
                 f"a hand-off fills a moving buffer without reference frames (K = 0), got {self.scheme}"
@@ -141,7 +151,26 @@ def started_by(streamer: Streamer, starter: Streamer) -> HandoffStreamer:
         raise ValueError(
             f"the starter's time shift {starter.shift} differs from the stream's {streamer.shift}"
         )
+    # The starter reads the stream's text embeddings and leaves latents for the stream's decoder.
+    if starter.config.get("text") != streamer.config.get("text"):
+        raise ValueError(
+            f"the starter encodes text with {starter.config.get('text')}, the stream with "
+            f"{streamer.config.get('text')}: it would read embeddings of another encoder"
+        )
+    if not same_space(starter.space, streamer.space):
+        raise ValueError("the starter's frames live in another space (autoencoder) than the stream's")
     own = {f.name: getattr(streamer, f.name) for f in fields(Streamer)}
     return HandoffStreamer(
         **own, starter=starter.model, starter_cfg_scale=starter.cfg_scale, refine=T_starter // T
+    )
+
+
+def same_space(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two spaces (``autoencoder.py``) encode alike: the same kind and settings, equal weights."""
+    ra, rb = space_record(a), space_record(b)
+    state_a, state_b = ra.pop("state", {}), rb.pop("state", {})
+    return (
+        ra == rb
+        and state_a.keys() == state_b.keys()
+        and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     )
