@@ -159,6 +159,18 @@ def test_a_handoff_streamer_starts_a_student_from_its_teacher(tiny_model_file):
     assert (sampler.starter_calls, sampler.calls) == (8, 10)
     with pytest.raises(TypeError, match="starter"):
         HandoffStreamer(student.model, student.encoder, student.scheme, 1.0, 1.0, space=student.space)
+    with pytest.raises(ValueError, match="refine must be >= 1"):
+        HandoffStreamer(
+            student.model,
+            student.encoder,
+            student.scheme,
+            1.0,
+            1.0,
+            space=student.space,
+            starter=teacher.model,
+            starter_cfg_scale=3.0,
+            refine=0,
+        )
     with pytest.raises(ValueError, match="no 'uniform' start-up"):
         HandoffStreamer(
             student.model,

@@ -29,14 +29,20 @@ from streamdit.streaming import Streamer
 from streamdit.text import TextEmbedding
 
 
+def check_refine(refine: int) -> None:
+    """Raise unless ``refine`` (the starter's grid steps per grid step of the stream) is >= 1."""
+    if refine < 1:
+        raise ValueError(f"refine must be >= 1 (starter grid steps per stream grid step), got {refine}")
+
+
 class HandoffSampler(StreamSampler):
     """A moving-buffer stream of ``model`` whose first buffer is the uniform clip of ``starter``, denoised
     with guidance ``starter_cfg_scale`` on the grid of ``T * refine`` steps (module docstring).
 
     ``starter`` must take the stream's buffer (same B, space, channels and resolution; a moving-buffer
     model, not a chunk-causal one); the stream's other keywords (``Stream``) are its own, ``cfg_scale``
-    included. ``starter_calls`` counts the starter's
-    calls; ``calls`` counts both models' calls, as a ``startup="uniform"`` stream counts its own."""
+    included. ``starter_calls`` counts the starter's calls; ``calls`` counts both models' calls, as a
+    ``startup="uniform"`` stream counts its own."""
 
     def __init__(
         self,
@@ -49,8 +55,7 @@ class HandoffSampler(StreamSampler):
         refine: int,
         **stream,
     ):
-        if refine < 1:
-            raise ValueError(f"refine must be >= 1 (starter grid steps per stream grid step), got {refine}")
+        check_refine(refine)
         if starter_cfg_scale < 0:
             raise ValueError(f"starter_cfg_scale must be >= 0 (1 = no guidance), got {starter_cfg_scale}")
         check_buffer(scheme, starter.cfg.frames)
@@ -115,10 +120,7 @@ class HandoffStreamer(Streamer):
         super().__post_init__()
         if self.startup != "staggered":
             raise ValueError(f"a hand-off fills the first buffer itself: no {self.startup!r} start-up")
-        if self.refine < 1:
-            raise ValueError(
-                f"refine must be >= 1 (starter grid steps per stream grid step), got {self.refine}"
-            )
+        check_refine(self.refine)
         if isinstance(self.scheme, FifoScheme) or self.causal or self.scheme.K:
             raise ValueError(
                 f"a hand-off fills a moving buffer without reference frames (K = 0), got {self.scheme}"
