@@ -137,21 +137,18 @@ def test_bad_hand_offs_are_refused():
         HandoffSampler(model, Scheme(0, 4, 2, 1), text(), starter=causal, starter_cfg_scale=1.0, refine=1)
 
 
+def handoff_of(student, teacher, scheme=None, **changes):
+    """A HandoffStreamer of the student's model started by the teacher's, with ``changes`` to its fields."""
+    fields = {"space": student.space, "starter": teacher.model, "starter_cfg_scale": teacher.cfg_scale,
+              "refine": teacher.scheme.s} | changes  # fmt: skip
+    return HandoffStreamer(student.model, student.encoder, scheme or student.scheme, student.cfg_scale,
+                           student.shift, **fields)  # fmt: skip
+
+
 def test_a_handoff_streamer_starts_a_student_from_its_teacher(tiny_model_file):
     teacher = load_streamer(tiny_model_file, device="cpu")  # [0, 2, 4, 8], guided
     student = load_streamer(tiny_model_file, distilled=True, device="cpu")  # [0, 2, 4, 1]
-    handoff = HandoffStreamer(
-        student.model,
-        student.encoder,
-        student.scheme,
-        student.cfg_scale,
-        student.shift,
-        space=student.space,
-        starter=teacher.model,
-        starter_cfg_scale=teacher.cfg_scale,
-        refine=teacher.scheme.s,
-    )
-    sampler = handoff.sampler("a red circle moving left", seed=1)
+    sampler = handoff_of(student, teacher).sampler("a red circle moving left", seed=1)
     assert isinstance(sampler, HandoffSampler)
     video = sampler.take(8)
     assert video.shape == (1, 8, 3, 16, 16) and torch.isfinite(video).all()
@@ -160,42 +157,11 @@ def test_a_handoff_streamer_starts_a_student_from_its_teacher(tiny_model_file):
     with pytest.raises(TypeError, match="starter"):
         HandoffStreamer(student.model, student.encoder, student.scheme, 1.0, 1.0, space=student.space)
     with pytest.raises(ValueError, match="refine must be >= 1"):
-        HandoffStreamer(
-            student.model,
-            student.encoder,
-            student.scheme,
-            1.0,
-            1.0,
-            space=student.space,
-            starter=teacher.model,
-            starter_cfg_scale=3.0,
-            refine=0,
-        )
+        handoff_of(student, teacher, refine=0)
     with pytest.raises(ValueError, match="no 'uniform' start-up"):
-        HandoffStreamer(
-            student.model,
-            student.encoder,
-            student.scheme,
-            1.0,
-            1.0,
-            space=student.space,
-            startup="uniform",
-            starter=teacher.model,
-            starter_cfg_scale=3.0,
-            refine=2,
-        )
+        handoff_of(student, teacher, startup="uniform")
     with pytest.raises(ValueError, match="K = 0"):
-        HandoffStreamer(
-            student.model,
-            student.encoder,
-            Scheme(4, 1, 4, 1),
-            1.0,
-            1.0,
-            space=student.space,
-            starter=teacher.model,
-            starter_cfg_scale=3.0,
-            refine=2,
-        )
+        handoff_of(student, teacher, scheme=Scheme(4, 1, 4, 1))
 
 
 def test_started_by_takes_the_refinement_from_the_two_grids(tiny_model_file):
