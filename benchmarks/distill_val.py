@@ -35,18 +35,18 @@ import argparse
 import dataclasses
 import hashlib
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from sweep_table import cell, difference_block, val_setup
 
-from streamdit import evaluate as evaluation
 from streamdit.checkpoint import load_model, load_space
 from streamdit.distill import distill
 from streamdit.evaluate import evaluate_model
-from streamdit.handoff import HandoffStreamer
+from streamdit.handoff import starting_with
 from streamdit.quality import CAPTION_MEASURES, paired_differences
+from streamdit.stages import teacher_streamer
+from streamdit.streaming import Streamer
 
 TEACHER = Path("models/streamdit.pt")
 MODELS = Path("runs/distill_val")  # the students (ignored by git)
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     def evaluate(path: Path, scheme, cfg_scale: float, start: str = "staggered"):
         model, space = load_model(path, device)[0], load_space(path, device)
         e = dataclasses.replace(ecfg, schemes=[dataclasses.astuple(scheme)], cfg_scale=cfg_scale)
-        with teacher_started(start, device, dcfg):
-            return evaluate_model(model, encoder, scenes, e, judges, shift=dcfg.time_shift, device=device,
-                                  space=space, progress=True)  # fmt: skip
+        return evaluate_model(model, encoder, scenes, e, judges, shift=dcfg.time_shift, device=device,
+                              space=space, progress=True,
+                              make_streamer=streamers(start, dcfg, encoder, device))  # fmt: skip
 
     # The teacher file's md5, as dvc.lock names it: which training of the study the students come from.
     teacher_md5 = hashlib.md5(TEACHER.read_bytes()).hexdigest()
@@ -127,33 +127,15 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-@contextmanager
-def teacher_started(start: str, device, dcfg):
-    """Within: the study's evaluation streams every moving-buffer scheme as ``start`` says: "staggered"
-    changes nothing, "teacher" starts each stream from the teacher's guided uniform clip on the
-    teacher's grid (``handoff.HandoffStreamer``; ``refine``: the teacher's grid steps per student step)."""
+def streamers(start: str, dcfg, encoder, device):
+    """What builds the evaluation's streamers: for "staggered" plain ``Streamer``s, for "teacher" ones
+    whose streams start from the teacher's guided uniform clip on the teacher's grid
+    (``handoff.starting_with``, as the study's student evaluation does)."""
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     if start == "staggered":
-        yield
-        return
-    teacher, built = load_model(TEACHER, device)[0], []
-    streamer = evaluation.Streamer
-    refine = dcfg.teacher_scheme.T // dcfg.teacher_scheme.distilled().T
-
-    def handoff(*args, **kwargs):
-        built.append(HandoffStreamer(*args, **kwargs, starter=teacher, starter_cfg_scale=dcfg.cfg_scale,
-                                     refine=refine))  # fmt: skip
-        return built[-1]
-
-    evaluation.Streamer = handoff  # evaluate_model builds its streamers through this name
-    try:
-        yield
-    finally:
-        evaluation.Streamer = streamer
-    if not built:
-        raise RuntimeError("evaluate_model built no streamer through streamdit.evaluate.Streamer: the "
-                           "teacher start-up was not applied")  # fmt: skip
+        return Streamer
+    return starting_with(teacher_streamer(dcfg, TEACHER, encoder, device))
 
 
 def readme(results: dict, args, student_scheme) -> str:

@@ -98,11 +98,15 @@ def test_timeline_file_switches_the_prompt(tiny_model_file, streamer, tmp_path):
     assert (gap[:8] == 0).all() and (gap[12:] > 5).all(), gap
 
 
-def test_a_student_stream_started_from_its_teacher(tiny_model_file, tmp_path):
-    """--start-from: the student's stream from the teacher's uniform clip, as the library streams it."""
+def test_a_student_stream_started_from_its_teacher(tiny_model_file, tmp_path, capsys):
+    """--start-from: the student's stream from the teacher's uniform clip, as the library streams it;
+    without it, a student distilled without start-up buffers (params.yaml) is streamed with a note."""
     out = tmp_path / "s.gif"
     run(tiny_model_file, f"stream --distilled --start-from {tiny_model_file} --prompt 'a red circle' "
                          f"--frames 8 --seed 3 --scale 1 --out {out}")  # fmt: skip
+    assert "start-up buffers" not in capsys.readouterr().err
+    run(tiny_model_file, f"stream --distilled --prompt 'a red circle' --frames 8 --out {tmp_path / 'n.gif'}")
+    assert "--start-from TEACHER starts it" in capsys.readouterr().err
     student = load_streamer(tiny_model_file, distilled=True, device="cpu")
     handoff = started_by(student, load_streamer(tiny_model_file, device="cpu"))
     expected = to_uint8(handoff.sampler("a red circle", seed=3).take(8)[0])

@@ -83,7 +83,7 @@ def test_the_starter_denoises_on_the_finer_grid_with_its_guidance_and_hands_over
     noise = sampler.x[0].clone()
     out = emitted(sampler, 6 + 2 * scheme.s)
     assert [n for n, chunk in enumerate(out) if chunk is not None] == [6 + scheme.s - 1, 6 + 2 * scheme.s - 1]
-    assert (starter.calls, student.calls, sampler.starter_calls, sampler.calls) == (6, 4, 6, 10)
+    assert (starter.calls, student.calls, sampler.clip_calls, sampler.calls) == (6, 4, 6, 10)
     for k, levels in enumerate(starter_rule.levels):  # the clip: one level per call on the 12-step grid
         level = time_shift(torch.tensor((12 - k) / 12, dtype=torch.float64), shift)
         assert torch.allclose(levels, level.expand(8))
@@ -115,6 +115,8 @@ def test_bad_hand_offs_are_refused():
         HandoffSampler(model, Scheme(0, 4, 2, 1), text(), starter=model, starter_cfg_scale=1.0, refine=0)
     with pytest.raises(ValueError, match="starter_cfg_scale must be >= 0"):
         HandoffSampler(model, Scheme(0, 4, 2, 1), text(), starter=model, starter_cfg_scale=-1.0, refine=1)
+    with pytest.raises(ValueError, match="startup='uniform'"):  # a starter only makes a uniform start-up
+        StreamSampler(model, Scheme(0, 4, 2, 1), text(), starter=model, refine=4)
     with pytest.raises(ValueError, match="K = 0"):
         HandoffSampler(model, Scheme(4, 1, 4, 1), text(), starter=model, starter_cfg_scale=1.0, refine=1)
     with pytest.raises(ValueError, match="buffer has 4"):
@@ -153,7 +155,7 @@ def test_a_handoff_streamer_starts_a_student_from_its_teacher(tiny_model_file):
     video = sampler.take(8)
     assert video.shape == (1, 8, 3, 16, 16) and torch.isfinite(video).all()
     # (T - s) * refine = (2 - 1) * 8 teacher calls, then s = 1 student call per chunk of 4
-    assert (sampler.starter_calls, sampler.calls) == (8, 10)
+    assert (sampler.clip_calls, sampler.calls) == (8, 10)
     with pytest.raises(TypeError, match="starter"):
         HandoffStreamer(student.model, student.encoder, student.scheme, 1.0, 1.0, space=student.space)
     with pytest.raises(ValueError, match="refine must be >= 1"):

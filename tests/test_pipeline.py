@@ -140,7 +140,9 @@ def test_evaluation_and_distillation_metrics(smoke_repo):
     teacher = json.loads((repo / "metrics/evaluate.json").read_text())
     student = json.loads((repo / "metrics/evaluate_student.json").read_text())
     assert set(teacher["schemes"]) == {"K0-N4-c2-s4"} and set(student["schemes"]) == {"K0-N4-c2-s1"}
-    for metrics, calls_to_first_chunk in ((teacher, 16), (student, 4)):  # T = N * s
+    # the teacher: T = N * s calls; the student started by it: (T - s) refine = 12 teacher calls, then one
+    assert student["started_by"] == "models/streamdit.pt"
+    for metrics, calls_to_first_chunk in ((teacher, 16), (student, 13)):
         for m in metrics["schemes"].values():
             latency = m["latency"]
             assert math.isfinite(m["fvd"]) and latency["startup_calls"] == calls_to_first_chunk
@@ -162,7 +164,11 @@ def test_evaluation_and_distillation_metrics(smoke_repo):
     fvd_s = student["schemes"]["K0-N4-c2-s1"]["long_stream"]["fvd"]
     text = (repo / "reports/distill_evaluation/teacher_vs_student.md").read_text()
     assert f"Student FVD (pooled over windows) is {100 * (fvd_s / fvd_t - 1):+.1f}%" in text
-    assert "falls 8.0x" in text and "## Paired differences, student - teacher" in text
+    assert (
+        "falls 8.0x" in text
+        and "starts from the teacher's uniform clip" in text
+        and "## Paired differences, student - teacher" in text
+    )
 
 
 def test_methods_are_compared_in_one_table_with_intervals(smoke_repo):

@@ -24,6 +24,7 @@ from test_sampling import FakeModel, text
 from streamdit.causal import CausalSampler
 from streamdit.config import TrainConfig, load_config
 from streamdit.fifo import FifoSampler
+from streamdit.handoff import HandoffSampler
 from streamdit.methods import method_config
 from streamdit.sampling import StreamSampler
 from streamdit.schedule import (
@@ -285,6 +286,7 @@ class Usage:
     training_free: bool = False  # a baseline that samples a model with a scheme it was not trained on
     context: str = "clean"  # what the reference frames hold (schedule.CONTEXTS)
     causal: int = 0  # the model's causal chunk: streamed by causal.CausalSampler
+    refine: int = 0  # > 0: started by a starter on a grid this many times finer (handoff.HandoffSampler)
 
 
 # Training-free baselines: a model sampled with a scheme it was never trained on, by definition of the
@@ -312,8 +314,9 @@ def usages(tmp_path_factory) -> list[Usage]:
     The main model: ``sample`` (sample.scheme at sample.time_shift), ``evaluate`` (evaluate.schemes at
     sample.time_shift) and the distillation teacher (distill.teacher at distill.time_shift, in
     ``sample_teacher_vs_student``). The student is trained by distillation (its scheme, distill's
-    startup_prob and time_shift) and streams at distill.time_shift (teacher vs student, interactive)
-    and sample.time_shift (its evaluation). Each method of a profile's ``methods.run`` streams its
+    startup_prob and time_shift) and streams at distill.time_shift (teacher vs student) and
+    sample.time_shift (its evaluation), each stream started from the teacher's clip on the teacher's
+    grid (``stages.teacher_streamer``). Each method of a profile's ``methods.run`` streams its
     scheme at its config's sample.time_shift, with the model ``method_config`` trains for it.
     """
     tmp_path = tmp_path_factory.mktemp("params")
@@ -330,9 +333,10 @@ def usages(tmp_path_factory) -> list[Usage]:
         out += [Usage(f"{profile} distill teacher", main, dist.teacher_scheme, dist.time_shift)]
         student = dist.teacher_scheme.distilled()
         by_distill = TrainingDraw((student,), (1.0,), dist.startup_prob, dist.time_shift)
+        refine = dist.teacher_scheme.T // student.T
         out += [
-            Usage(f"{profile} student", by_distill, student, dist.time_shift),
-            Usage(f"{profile} student evaluate", by_distill, student, cfg.sample.time_shift),
+            Usage(f"{profile} student", by_distill, student, dist.time_shift, refine=refine),
+            Usage(f"{profile} student evaluate", by_distill, student, cfg.sample.time_shift, refine=refine),
         ]
         # methods_run must equal the profile's methods.run (resolve_methods): a copy per profile.
         run = (raw["profiles"][profile].get("methods") or {}).get("run", raw["methods"]["run"])
@@ -357,11 +361,20 @@ def usages(tmp_path_factory) -> list[Usage]:
 
 @functools.cache
 def patterns(
-    scheme: Scheme | FifoScheme, shift: float, context: str = "clean", causal: int = 0
+    scheme: Scheme | FifoScheme, shift: float, context: str = "clean", causal: int = 0, refine: int = 0
 ) -> list[tuple[int, torch.Tensor]]:
     """The distinct level patterns ``[B]`` a real stream hands the model, with the first call of each
-    (a chunk-causal stream: without its cache, so every call shows the whole buffer it stands for)."""
-    if causal:
+    (a chunk-causal stream: without its cache, so every call shows the whole buffer it stands for; a
+    stream started by another model, ``refine`` > 0: the stream's model's calls only)."""
+    if refine:
+        recorder = Recorder()
+        starter = FakeModel(lambda x, levels, pooled: torch.ones_like(x), frames=scheme.B)
+        sampler = HandoffSampler(FakeModel(recorder, frames=scheme.B), scheme, text(), starter=starter,
+                                 starter_cfg_scale=1.0, refine=refine, shift=shift,
+                                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+        for _ in range(calls_to_cover(scheme)):
+            sampler.step()
+    elif causal:
         recorder = Recorder()
         model = FakeModel(recorder, frames=scheme.B)
         model.cfg.causal_chunk = causal
@@ -385,7 +398,7 @@ def outside_training(usages: list[Usage]) -> list[str]:
     """One line per usage with a pattern that training cannot draw: its first such pattern."""
     lines = []
     for usage in usages:
-        for n, levels in patterns(usage.scheme, usage.shift, usage.context, usage.causal):
+        for n, levels in patterns(usage.scheme, usage.shift, usage.context, usage.causal, usage.refine):
             if not drawable(levels, usage.draw, prefix=bool(usage.causal)):
                 lines.append(
                     f"{usage.where}: {usage.scheme} at shift {usage.shift}, call {n}: levels "

@@ -185,7 +185,8 @@ def autoencoder_stage(
             seconds=round(run.elapsed, 1),
             parameters=sum(p.numel() for p in model.parameters()),
         )
-        plot_loss_curve(run.history, report_dir / "loss.png")
+        ylabel = "reconstruction loss (edge-weighted MSE + latent penalty)"
+        plot_loss_curve(run.history, report_dir / "loss.png", ylabel=ylabel)
         run.finish({k: metrics[k] for k in ("steps", "loss_last", "seconds")})
     atomic_save(space_record(space), out_path)
     latents_path = Path(latents_dir) / LATENTS

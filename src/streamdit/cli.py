@@ -43,6 +43,13 @@ def streamer_from(args: argparse.Namespace) -> Streamer:
                              startup=args.startup, context=args.context, device=args.device)  # fmt: skip
     if start_from:
         streamer = started_by(streamer, load_streamer(args.start_from, device=args.device))
+    elif args.distilled and streamer.config.get("distill", {}).get("startup_prob") == 0:
+        print(
+            "note: this student was distilled without start-up buffers (distill.startup_prob 0), so a "
+            "stream's first calls from noise are outside its training; --start-from TEACHER starts it "
+            "from its teacher's clip, as the study does",
+            file=sys.stderr,
+        )
     sample = streamer.config["sample"]
     if args.seed is None:
         args.seed = sample["seed"]

@@ -188,6 +188,7 @@ def evaluate_model(
     space: nn.Module | None = None,
     progress: bool = False,
     switch_strip: str | Path | None = None,
+    make_streamer: Callable[..., Streamer] = Streamer,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """The whole evaluation of one model (see the module docstring) as a JSON-able dict, and the
     per-prompt arrays of the paired comparisons (``paired_differences``): ``{scheme}/{measure}`` and
@@ -200,6 +201,8 @@ def evaluate_model(
     time shift ``shift`` and the same noise seeds; the first also gives the drift over long streams
     and the held-out-pair row. ``space``: what the model denoises in (``autoencoder.py``; None: pixels);
     every stream is scored decoded. ``switch_strip``: where to draw the first scheme's prompt switches.
+    ``make_streamer`` builds each scheme's streamer from ``Streamer``'s arguments (e.g.
+    ``handoff.starting_with(teacher)``: a student's streams start from its teacher's clip).
     """
     n, resolution = ecfg.prompts, model.cfg.resolution * (1 if space is None else space.factor)
     test_scenes, floor_scenes = scenes["test"], scenes["floor"]
@@ -218,7 +221,7 @@ def evaluate_model(
     text = text_encoder(captions)
     schemes, extra = {}, {}
     for k, scheme in enumerate(ecfg.parsed_schemes):
-        streamer = Streamer(
+        streamer = make_streamer(
             model,
             text_encoder,
             scheme,

@@ -16,23 +16,17 @@ stream's first call; after that the stream is the student's alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
-from streamdit.acceleration import autocast
 from streamdit.autoencoder import space_record
-from streamdit.sampling import Stream, StreamSampler, advance
+from streamdit.sampling import Stream, StreamSampler, check_refine
 from streamdit.schedule import FifoScheme, Scheme, check_buffer
 from streamdit.streaming import Streamer
 from streamdit.text import TextEmbedding
-
-
-def check_refine(refine: int) -> None:
-    """Raise unless ``refine`` (the starter's grid steps per grid step of the stream) is >= 1."""
-    if refine < 1:
-        raise ValueError(f"refine must be >= 1 (starter grid steps per stream grid step), got {refine}")
 
 
 class HandoffSampler(StreamSampler):
@@ -41,7 +35,8 @@ class HandoffSampler(StreamSampler):
 
     ``starter`` must take the stream's buffer (same B, space, channels and resolution; a moving-buffer
     model, not a chunk-causal one); the stream's other keywords (``Stream``) are its own, ``cfg_scale``
-    included. ``starter_calls`` counts the starter's calls; ``calls`` counts both models' calls, as a
+    included. The start-up itself is ``StreamSampler``'s uniform one with another model on a finer grid:
+    ``clip_calls`` counts the starter's calls; ``calls`` counts both models' calls, as a
     ``startup="uniform"`` stream counts its own."""
 
     def __init__(
@@ -55,7 +50,6 @@ class HandoffSampler(StreamSampler):
         refine: int,
         **stream,
     ):
-        check_refine(refine)
         if starter_cfg_scale < 0:
             raise ValueError(f"starter_cfg_scale must be >= 0 (1 = no guidance), got {starter_cfg_scale}")
         check_buffer(scheme, starter.cfg.frames)
@@ -67,42 +61,8 @@ class HandoffSampler(StreamSampler):
                 "the starter denoises (space, channels, resolution) = {}, the stream's model {}: a buffer "
                 "cannot pass".format(*frames)
             )
-        self.refine = refine  # read by ``filling`` while StreamSampler sets the start-up up
-        super().__init__(model, scheme, text, startup="uniform", **stream)
-        self.starter, self.starter_cfg_scale = starter, starter_cfg_scale
-        self.uniform = Scheme(K=0, N=1, c=scheme.B, s=scheme.T * refine)  # the starter's clip grid
-        self.starter_calls = 0
-
-    @property
-    def filling(self) -> bool:
-        """Whether the starter is still denoising its clip ((T - s) * refine calls)."""
-        return self.clip_calls < (self.scheme.T - self.scheme.s) * self.refine
-
-    @torch.no_grad()
-    def _fill(self) -> None:
-        """One starter call: the clip one fine grid step down; chunk j enters the buffer once the clip
-        reaches fine index (j + 1) s refine (chunk N - 1 is the clip's noise, index T refine)."""
-        with autocast(self.device, self.precision):
-            self.clip = advance(
-                self.starter,
-                self.clip,
-                self.uniform,
-                self.clip_calls,
-                True,
-                self.text,
-                self.starter_cfg_scale,
-                self.shift,
-            )
-        self.clip_calls += 1
-        self.starter_calls += 1
-        self.calls += 1
-        c, step = self.scheme.c, self.scheme.s * self.refine
-        index = self.uniform.T - self.clip_calls
-        if index % step == 0:
-            j = index // step - 1
-            self.x[:, j * c : (j + 1) * c] = self.clip[:, j * c : (j + 1) * c]
-        if not self.filling:
-            del self.clip
+        super().__init__(model, scheme, text, startup="uniform", starter=starter,
+                         starter_cfg_scale=starter_cfg_scale, refine=refine, **stream)  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -165,6 +125,16 @@ def started_by(streamer: Streamer, starter: Streamer) -> HandoffStreamer:
     return HandoffStreamer(
         **own, starter=starter.model, starter_cfg_scale=starter.cfg_scale, refine=T_starter // T
     )
+
+
+def starting_with(starter: Streamer) -> Callable[..., HandoffStreamer]:
+    """Builds ``Streamer``s (same arguments) whose streams ``starter`` starts (``started_by``): what
+    ``evaluate.evaluate_model`` takes as ``make_streamer`` to evaluate a student from its teacher's clip."""
+
+    def make(*args, **kwargs) -> HandoffStreamer:
+        return started_by(Streamer(*args, **kwargs), starter)
+
+    return make
 
 
 def same_space(a: nn.Module, b: nn.Module) -> bool:

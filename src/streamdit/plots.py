@@ -10,8 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_loss_curve(history: list[float], path: str | Path, smooth: int = 25) -> Path:
-    """Per-step training loss (light) and its running mean over ``smooth`` steps, log y axis.
+def plot_loss_curve(
+    history: list[float], path: str | Path, smooth: int = 25, ylabel: str = "flow-matching loss (MSE on v)"
+) -> Path:
+    """Per-step training loss (light) and its running mean over ``smooth`` steps, log y axis ``ylabel``.
 
     The numbers go next to the PNG as CSV (``step,loss,running_mean``), which ``dvc plots`` draws."""
     if not history:
@@ -30,7 +32,7 @@ def plot_loss_curve(history: list[float], path: str | Path, smooth: int = 25) ->
     ax.plot(steps, history, alpha=0.3, lw=0.8, label="per step")
     ax.plot(steps, running, lw=1.8, label=f"running mean ({span} steps)")
     ax.set_xlabel("training step")
-    ax.set_ylabel("flow-matching loss (MSE on v)")
+    ax.set_ylabel(ylabel)
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -188,6 +188,12 @@ class Stream:
         return torch.stack(out, dim=1)
 
 
+def check_refine(refine: int) -> None:
+    """Raise unless ``refine`` (the starter's grid steps per grid step of the stream) is >= 1."""
+    if refine < 1:
+        raise ValueError(f"refine must be >= 1 (starter grid steps per stream grid step), got {refine}")
+
+
 class StreamSampler(Stream):
     """An endless stream: each ``step`` is one model call; every ``s`` calls a clean chunk leaves.
 
@@ -195,7 +201,10 @@ class StreamSampler(Stream):
     (schedule.py); "uniform" (the paper's, K = 0) denoises one clip of B frames as a uniform clip model
     would and fills the first buffer with its intermediate frames, chunk j taken at the grid index it
     holds in the steady stream, so every call of the start-up is a plain clip denoising step. Both
-    emit the first chunk after T calls.
+    emit the first chunk after T calls. The uniform clip may come from another model, ``starter``
+    (``handoff.HandoffSampler``: a distilled student started by its teacher), with guidance
+    ``starter_cfg_scale`` on a grid ``refine`` times finer than the stream's; by default it is the
+    stream's own model, guidance and grid. ``clip_calls`` counts the clip's calls, ``calls`` all.
 
     ``context`` (``CONTEXTS``): "clean" reference frames at level 0, or "noised", the training-free
     extension of a uniform clip model (ReuseDiffuse-style, scheme ``[K, 1, c, s]``): every call sees the
@@ -210,9 +219,17 @@ class StreamSampler(Stream):
         *,
         startup: str = "staggered",
         context: str = "clean",
+        starter: nn.Module | None = None,
+        starter_cfg_scale: float | None = None,
+        refine: int = 1,
         **stream,
     ):  # stream: Stream's keywords (cfg_scale, shift, generator, frame_shape, precision, space)
         check_buffer(scheme, model.cfg.frames)
+        check_refine(refine)
+        if startup != "uniform" and (starter is not None or refine != 1):
+            raise ValueError(
+                "a starter (or a finer grid) makes the uniform start-up's clip: startup='uniform'"
+            )
         check_start(scheme, startup, context)
         if getattr(model.cfg, "causal_chunk", 0):  # (stand-in models of the tests have no such field)
             raise ValueError(
@@ -227,10 +244,14 @@ class StreamSampler(Stream):
         self.started = False
         self.startup = startup
         if startup == "uniform":
-            # The clip denoised as one chunk of B frames (the uniform scheme on the same T-step grid);
-            # chunk j of the buffer is its frames at grid index (j + 1) s, the steady buffer at offset 0.
+            # The clip denoised as one chunk of B frames (the uniform scheme on a grid of T refine steps);
+            # chunk j of the buffer is its frames at fine index (j + 1) s refine, whose level is that of
+            # index (j + 1) s on the stream's grid: the steady buffer at offset 0.
+            self.starter = model if starter is None else starter
+            self.starter_cfg_scale = self.cfg_scale if starter_cfg_scale is None else starter_cfg_scale
+            self.refine = refine
             self.clip, self.clip_calls = self.x.clone(), 0
-            self.uniform = Scheme(K=0, N=1, c=scheme.B, s=scheme.T)
+            self.uniform = Scheme(K=0, N=1, c=scheme.B, s=scheme.T * refine)
             self.offset, self.started = 0, True
             if not self.filling:  # one chunk (N = 1): the clip is the buffer itself
                 del self.clip
@@ -252,29 +273,32 @@ class StreamSampler(Stream):
 
     @property
     def filling(self) -> bool:
-        """Whether a uniform start-up is still denoising its clip (T - s calls, before the steady stream)."""
-        return self.startup == "uniform" and self.clip_calls < self.scheme.T - self.scheme.s
+        """Whether a uniform start-up is still denoising its clip ((T - s) refine calls, before the steady
+        stream)."""
+        return self.startup == "uniform" and self.clip_calls < (self.scheme.T - self.scheme.s) * self.refine
 
     @torch.no_grad()
     def _fill(self) -> None:
-        """One call of the uniform start-up: the clip one grid step down; a chunk that reaches its
-        index (j + 1) s is copied into the buffer (chunk N - 1 is the clip's noise, index T)."""
+        """One call of the uniform start-up (the starter's): the clip one fine grid step down; a chunk that
+        reaches its fine index (j + 1) s refine is copied into the buffer (chunk N - 1 is the clip's noise,
+        index T refine)."""
         with autocast(self.device, self.precision):
             self.clip = advance(
-                self.model,
+                self.starter,
                 self.clip,
                 self.uniform,
                 self.clip_calls,
                 True,
                 self.text,
-                self.cfg_scale,
+                self.starter_cfg_scale,
                 self.shift,
             )
         self.clip_calls += 1
         self.calls += 1
-        index, c, s = self.scheme.T - self.clip_calls, self.scheme.c, self.scheme.s
-        if index % s == 0:
-            j = index // s - 1
+        c, step = self.scheme.c, self.scheme.s * self.refine
+        index = self.uniform.T - self.clip_calls
+        if index % step == 0:
+            j = index // step - 1
             self.x[:, j * c : (j + 1) * c] = self.clip[:, j * c : (j + 1) * c]
         if not self.filling:
             del self.clip  # the buffer holds all it needs

@@ -15,6 +15,7 @@ from streamdit.config import Config, DistillConfig, load_config
 from streamdit.data import WorldClips, reference_prompts
 from streamdit.evaluate import evaluate_model, load_judges
 from streamdit.files import read_json
+from streamdit.handoff import started_by, starting_with
 from streamdit.methods import resolve_methods
 from streamdit.plots import (
     plot_drift,
@@ -85,25 +86,37 @@ def sample_teacher_vs_student(
     unguided) from the same seed, and draw real / teacher / student rows in one strip.
 
     Both buffers have the same shape and take in chunks of the same size, so they draw the same
-    noise: the rows differ only by the model. Returns, per model, the scheme, model calls, NFE
-    per frame in the steady stream and rough frames per second (``latency.py`` measures properly)."""
+    noise: the rows differ only by the model. The student's streams start from the teacher's clip
+    (``teacher_streamer``). Returns, per model, the scheme, model calls, NFE per frame in the steady
+    stream and rough frames per second (``latency.py`` measures properly)."""
     device = resolve_device(cfg.sample.device)
     encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     prompts, real = prompts_to_sample(cfg, count)
     text = encoder(prompts)
-    runs = {
-        "teacher": (teacher_path, dcfg.teacher_scheme, dcfg.cfg_scale),
-        "student": (student_path, dcfg.teacher_scheme.distilled(), 1.0),
-    }
+    teacher = teacher_streamer(dcfg, teacher_path, encoder, device)
+    student, _ = load_model(student_path, device)
+    student = started_by(
+        Streamer(student, encoder, dcfg.teacher_scheme.distilled(), 1.0, dcfg.time_shift,
+                 space=load_space(student_path, device)), teacher
+    )  # fmt: skip
     videos, metrics = {}, {}
-    for name, (path, scheme, cfg_scale) in runs.items():
-        model, space = load_model(path, device)[0], load_space(path, device)
-        streamer = Streamer(model, encoder, scheme, cfg_scale, dcfg.time_shift, space=space)
+    for name, streamer in {"teacher": teacher, "student": student}.items():
+        scheme, cfg_scale = streamer.scheme, streamer.cfg_scale
         video, metrics[name] = timed_stream(streamer, text, cfg.sample.frames, cfg.sample.seed)
         videos[f"{name} ({scheme}, cfg {cfg_scale})"] = [to_uint8(v) for v in video]
     metrics["nfe_reduction"] = metrics["teacher"]["nfe_per_frame"] / metrics["student"]["nfe_per_frame"]
     reference_strip(Path(report_dir) / "teacher_vs_student.png", prompts, real, videos)
     return metrics
+
+
+def teacher_streamer(dcfg: DistillConfig, teacher_path: str | Path, encoder, device: str) -> Streamer:
+    """The distillation teacher as it streams: ``distill.teacher`` with guidance ``distill.cfg_scale``
+    on the grid of ``distill.time_shift``. It also starts every stream of its student: the paper's
+    start-up (``handoff.started_by``), so the student, distilled without start-up buffers
+    (``distill.startup_prob`` 0), only ever meets steady buffers."""
+    model, _ = load_model(teacher_path, device)
+    return Streamer(model, encoder, dcfg.teacher_scheme, dcfg.cfg_scale, dcfg.time_shift,
+                    space=load_space(teacher_path, device))  # fmt: skip
 
 
 def evaluate_streamdit(
@@ -114,23 +127,31 @@ def evaluate_streamdit(
     arrays_file: str | Path,
     progress=False,
     distilled: bool = False,
+    teacher_path: str | Path | None = None,
 ) -> dict:
     """Evaluate a trained StreamDiT against the real world (``streamdit.evaluate``), with the
     evaluators ``evaluate.load_judges`` picks. A ``distilled`` student runs the student scheme of
-    ``distill.teacher`` without guidance instead of ``evaluate.schemes``. Writes ``evaluation.md`` /
-    ``.csv`` and figures to ``report_dir`` and the per-prompt arrays of the paired comparisons to
-    ``arrays_file``; returns the metrics dict."""
+    ``distill.teacher`` without guidance instead of ``evaluate.schemes``, each stream started from the
+    clip of its teacher at ``teacher_path`` (``teacher_streamer``; None: from noise). Writes
+    ``evaluation.md`` / ``.csv`` and figures to ``report_dir`` and the per-prompt arrays of the paired
+    comparisons to ``arrays_file``; returns the metrics dict."""
     ecfg, report_dir = cfg.evaluate, Path(report_dir)
     if distilled:
         student = cfg.distill.teacher_scheme.distilled()
         ecfg = dataclasses.replace(ecfg, schemes=[dataclasses.astuple(student)], cfg_scale=1.0)
+    if teacher_path is not None and not distilled:
+        raise ValueError("teacher_path starts a distilled student's streams: pass distilled=True too")
     device = resolve_device(cfg.sample.device)
     model, _ = load_model(model_path, device)
+    encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    make_streamer = Streamer
+    if teacher_path is not None:
+        make_streamer = starting_with(teacher_streamer(cfg.distill, teacher_path, encoder, device))
     splits = {"test": "test", "floor": "val", "heldout": "heldout"}
     scenes = {key: WorldClips(Path(cfg.data_dir), split, length=1).scenes for key, split in splits.items()}
     metrics, arrays = evaluate_model(
         model,
-        load_text_encoder(cfg.text.encoder, cfg.text.max_length),
+        encoder,
         scenes,
         ecfg,
         load_judges(ecfg, evaluators_dir, device),
@@ -139,7 +160,10 @@ def evaluate_streamdit(
         space=load_space(model_path, device),
         progress=progress,
         switch_strip=report_dir / "switch_strip.png",
+        make_streamer=make_streamer,
     )
+    if distilled:
+        metrics["started_by"] = None if teacher_path is None else str(teacher_path)
     metrics["machine"] = machine_info(device)
     write_arrays(arrays, arrays_file)
     write_report(metrics, report_dir)

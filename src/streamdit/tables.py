@@ -200,16 +200,19 @@ def write_teacher_vs_student(
     cap_t, cap_s = t["long_stream"]["caption_mean"], st["long_stream"]["caption_mean"]
     nfe_t, nfe_s = t["latency"]["nfe_per_frame"], st["latency"]["nfe_per_frame"]
     fps_t, fps_s = t["latency"]["frames_per_second"], st["latency"]["frames_per_second"]
+    started = ""
+    if student.get("started_by"):  # the paper's start-up: each stream from the teacher's uniform clip
+        started = f"; each of its streams starts from the teacher's uniform clip (`{student['started_by']}`)"
     preamble = [
         "# Distillation: teacher against student",
         "",
         f"The student was distilled for {distill['steps']} steps from the teacher's scheme "
         f"{distill['teacher_scheme']} (guidance {teacher['cfg_scale']}) into {distill['student_scheme']} "
-        f"without guidance. NFE per frame falls {nfe_t / nfe_s:.1f}x; frames/s rise {fps_s / fps_t:.1f}x. "
-        f"Student FVD (pooled over windows) is {100 * (fvd_s / fvd_t - 1):+.1f}% relative to the "
-        f"teacher's and its mean caption accuracy {100 * (cap_s - cap_t):+.1f} points (DESIGN.md targets: "
-        "within +15% and 3 points). Same prompts, noise seeds, evaluators and real clips as the main "
-        f"evaluation ({teacher['features']} features, {teacher['clip_model']}).",
+        f"without guidance{started}. NFE per frame falls {nfe_t / nfe_s:.1f}x; frames/s rise "
+        f"{fps_s / fps_t:.1f}x. Student FVD (pooled over windows) is {100 * (fvd_s / fvd_t - 1):+.1f}% "
+        f"relative to the teacher's and its mean caption accuracy {100 * (cap_s - cap_t):+.1f} points "
+        "(DESIGN.md targets: within +15% and 3 points). Same prompts, noise seeds, evaluators and real "
+        f"clips as the main evaluation ({teacher['features']} features, {teacher['clip_model']}).",
     ]
     md_path, csv_path = write_table(rows, report_dir, name, preamble)
     if "paired_vs_teacher" in student:
