@@ -128,6 +128,25 @@ def test_stage_times_come_from_each_stages_metrics_and_add_up(tmp_path):
     assert "| base | 4.0 |" in lines and "| train_method@fifo | 0.5 |" in lines
     assert f"| **sum** | **{total / 60:.1f}** |" in lines
     assert any(line.startswith("Not recorded") and line.endswith("compare.") for line in lines)
+    assert not any(line.startswith("Resumed") for line in lines)  # every training ran within its stage
+
+
+def test_a_stage_that_resumed_a_finished_training_is_named_with_its_training_time(tmp_path):
+    import json
+
+    from streamdit.report import STAGE_FILES, stage_time_lines, training_seconds
+
+    evaluators = {"stage_seconds": 60.0, "video_encoder": {"seconds": 1140.0}, "clip": {"seconds": 60.0}}
+    assert training_seconds(evaluators) == 1200.0
+    for name, file in STAGE_FILES:
+        stage = evaluators if name == "evaluators" else {"stage_seconds": 120.0, "train_seconds": 100.0}
+        (tmp_path / file).write_text(json.dumps(stage))
+    lines = stage_time_lines(tmp_path, [])
+    total = 60.0 + 120.0 * (len(STAGE_FILES) - 1)
+    assert f"| **sum** | **{total / 60:.1f}** |" in lines
+    note = next(line for line in lines if line.startswith("Resumed"))
+    assert "evaluators (20.0 min of training)" in note and "base" not in note
+    assert note.endswith(f"at most {(total + 1200.0) / 60:.1f} min.")
 
 
 def test_the_seed_spread_sits_beside_the_method_differences_of_the_same_base(tmp_path):

@@ -298,20 +298,41 @@ STAGE_FILES = (
 )
 
 
+# The training times a stage's metrics record (``runs.Run``'s elapsed, carried across resumes).
+TRAINING_SECONDS = ("seconds", "train_seconds", "distill_seconds")
+
+
+def training_seconds(metrics: dict) -> float:
+    """The training time a stage's metrics record, at any depth (``TRAINING_SECONDS``): every model the
+    stage trained, including what earlier runs of the same settings trained before a resume."""
+    total = 0.0
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            total += training_seconds(value)
+        elif key in TRAINING_SECONDS and isinstance(value, int | float):
+            total += value
+    return total
+
+
 def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 90.0) -> list[str]:
-    """The wall time of every stage of the study as its last run recorded it, and their sum."""
+    """The wall time of every stage of the study as its last run recorded it, and their sum. A stage
+    whose recorded training outlasts its wall time resumed a training run (``runs/``) that an earlier
+    run of the same settings finished: its training time is listed, and a fresh run's sum bounded."""
     files = [(name, metrics_dir / f) for name, f in STAGE_FILES]
     files += [(f"train_method@{m}", metrics_dir / "methods_train" / f"{m}.json") for m in methods]
     files += [(f"evaluate_method@{m}", metrics_dir / "methods" / f"{m}.json") for m in methods]
     files.append(("compare", metrics_dir / "comparison.json"))
-    rows, total, missing = [], 0.0, []
+    rows, total, missing, resumed = [], 0.0, [], {}
     for name, path in files:
-        seconds = _read(path).get("stage_seconds") if path.exists() else None
+        metrics = _read(path) if path.exists() else {}
+        seconds = metrics.get("stage_seconds")
         if seconds is None:
             missing.append(name)
             continue
         total += seconds
         rows.append(f"| {name} | {seconds / 60:.1f} |")
+        if training_seconds(metrics) > seconds:
+            resumed[name] = training_seconds(metrics)
     lines = [
         "## Stage times",
         "",
@@ -327,6 +348,16 @@ def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 
     ]
     if missing:
         lines += [f"Not recorded (a run before the runner recorded stage times): {', '.join(missing)}.", ""]
+    if resumed:
+        listed = ", ".join(
+            f"{name} ({seconds / 60:.1f} min of training)" for name, seconds in resumed.items()
+        )
+        bound = (total + sum(resumed.values())) / 60
+        lines += [
+            f"Resumed from finished training runs of the same settings (`runs/`), so their training is not "
+            f"in their wall time: {listed}. From scratch the sum would be at most {bound:.1f} min.",
+            "",
+        ]
     return lines
 
 
