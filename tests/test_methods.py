@@ -169,8 +169,8 @@ def test_the_causal_method_is_chunk_causal_measures_drift_and_counts_its_cache_c
     control, _ = method_config(params, "cpu", "uniform_clips")
     single, _ = method_config(params, "cpu", "single_c2")  # an ablation: no long streams
     assert causal.model.causal_chunk == 4 and main.model.causal_chunk == 0 and spec.drift
-    assert causal.evaluate.drift_prompts == control.evaluate.drift_prompts == main.evaluate.drift_prompts > 0
-    assert single.evaluate.drift_prompts == 0
+    assert causal.evaluate.drift_prompts == main.evaluate.drift_prompts > 0
+    assert control.evaluate.drift_prompts == single.evaluate.drift_prompts == 0  # drift: true asks for it
     summary = method_summary("causal", causal, spec)
     # 16 calls on the chunk of 4 and one cache call, two NFE each with guidance
     assert summary["causal_chunk"] == 4 and summary["nfe_per_frame"] == 2 * 17 / 4
