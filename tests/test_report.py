@@ -141,11 +141,19 @@ def test_a_stage_that_resumed_a_finished_training_is_named_with_its_training_tim
     for name, file in STAGE_FILES:
         stage = evaluators if name == "evaluators" else {"stage_seconds": 120.0, "train_seconds": 100.0}
         (tmp_path / file).write_text(json.dumps(stage))
-    lines = stage_time_lines(tmp_path, [])
-    total = 60.0 + 120.0 * (len(STAGE_FILES) - 1)
+    # fifo samples the control's model (model_of): its training stage finds it trained, in every run
+    for folder in ("methods", "methods_train"):
+        (tmp_path / folder).mkdir()
+        for name in ("uniform_clips", "fifo"):
+            (tmp_path / folder / f"{name}.json").write_text(json.dumps({"stage_seconds": 10.0}))
+    (tmp_path / "methods_train" / "fifo.json").write_text(
+        json.dumps({"stage_seconds": 10.0, "train_seconds": 90.0})
+    )
+    lines = stage_time_lines(tmp_path, ["uniform_clips", "fifo"], shared=frozenset({"fifo"}))
+    total = 60.0 + 120.0 * (len(STAGE_FILES) - 1) + 40.0
     assert f"| **sum** | **{total / 60:.1f}** |" in lines
     note = next(line for line in lines if line.startswith("Resumed"))
-    assert "evaluators (20.0 min of training)" in note and "base" not in note
+    assert "evaluators (20.0 min of training)" in note and "base" not in note and "fifo" not in note
     assert note.endswith(f"at most {(total + 1200.0) / 60:.1f} min.")
 
 

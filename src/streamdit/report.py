@@ -314,10 +314,14 @@ def training_seconds(metrics: dict) -> float:
     return total
 
 
-def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 90.0) -> list[str]:
+def stage_time_lines(
+    metrics_dir: Path, methods: list[str], budget_min: float = 90.0, shared: frozenset[str] = frozenset()
+) -> list[str]:
     """The wall time of every stage of the study as its last run recorded it, and their sum. A stage
     whose recorded training outlasts its wall time resumed a training run (``runs/``) that an earlier
-    run of the same settings finished: its training time is listed, and a fresh run's sum bounded."""
+    run of the same settings finished: its training time is listed, and a fresh run's sum bounded.
+    ``shared``: the methods sampling another method's model (``model_of``), whose training stage finds
+    that model trained in every run."""
     files = [(name, metrics_dir / f) for name, f in STAGE_FILES]
     files += [(f"train_method@{m}", metrics_dir / "methods_train" / f"{m}.json") for m in methods]
     files += [(f"evaluate_method@{m}", metrics_dir / "methods" / f"{m}.json") for m in methods]
@@ -331,7 +335,7 @@ def stage_time_lines(metrics_dir: Path, methods: list[str], budget_min: float = 
             continue
         total += seconds
         rows.append(f"| {name} | {seconds / 60:.1f} |")
-        if training_seconds(metrics) > seconds:
+        if training_seconds(metrics) > seconds and name.removeprefix("train_method@") not in shared:
             resumed[name] = training_seconds(metrics)
     lines = [
         "## Stage times",
@@ -473,6 +477,8 @@ def write_study_report(
     main_rows = [r for r in comparison if r["method"] in ("real data", "mixed", "streamdit_main", *BASELINES)]
     ablation_rows = [r for r in comparison if r not in main_rows]
     method_names = [r["method"] for r in comparison if r["method"] not in ("real data", "streamdit_main")]
+    entries = raw["methods"]["entries"]
+    shared = [name for name in method_names if entries.get(name, {}).get("model_of")]  # another's model
 
     latency_rows = [latency_row("teacher (main model)", teacher), latency_row("student (distilled)", student)]
     method_seconds = []
@@ -480,7 +486,7 @@ def write_study_report(
         m = _read(metrics_dir / "methods" / f"{name}.json")
         latency_rows.append(latency_row(name, m))
         train_file = metrics_dir / "methods_train" / f"{name}.json"
-        if train_file.exists():
+        if train_file.exists() and name not in shared:  # a model_of method samples another's model
             method_seconds.append((name, _read(train_file)["train_seconds"]))
 
     ev, accuracy = cfg.evaluate, evaluators["video_encoder"]["test"]["accuracy"]
@@ -602,7 +608,7 @@ def write_study_report(
             compared,
             reports_dir / "kernel_spread" / "kernel_spread.json",
         ),
-        *stage_time_lines(metrics_dir, method_names),
+        *stage_time_lines(metrics_dir, method_names, shared=frozenset(shared)),
         "## Figures",
         "",
     ]
