@@ -335,8 +335,9 @@ def stage_time_lines(
             continue
         total += seconds
         rows.append(f"| {name} | {seconds / 60:.1f} |")
-        if training_seconds(metrics) > seconds and name.removeprefix("train_method@") not in shared:
-            resumed[name] = training_seconds(metrics)
+        trained = training_seconds(metrics)
+        if trained > seconds and name.removeprefix("train_method@") not in shared:
+            resumed[name] = trained
     lines = [
         "## Stage times",
         "",
