@@ -118,6 +118,24 @@ def test_a_student_stream_started_from_its_teacher(tiny_model_file, tmp_path, ca
                              f"--prompt 'a red circle' --frames 8 --out {out}")  # fmt: skip
 
 
+def test_the_demo_and_the_switch_measure_start_a_student_from_its_teacher(tiny_model_file):
+    """serve and switch take --start-from as stream does (v2v starts from its input video instead): the
+    streamer they build starts its streams from the teacher's clip, frame for frame as the library's."""
+    from streamdit.cli import streamer_from
+
+    for command in ("serve", "switch --prompt a --to b"):
+        command = f"{command} --distilled --start-from {tiny_model_file}"
+        started = streamer_from(build_parser().parse_args(argv(tiny_model_file, command)))
+        expected = started_by(load_streamer(tiny_model_file, distilled=True, device="cpu"),
+                              load_streamer(tiny_model_file, device="cpu"))  # fmt: skip
+        assert type(started) is type(expected)
+        got, want = (s.sampler("a red circle", seed=3).take(8)[0] for s in (started, expected))
+        assert torch.equal(got, want)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv(tiny_model_file, f"v2v --input x.mp4 --prompt a --out y.mp4 "
+                                                        f"--start-from {tiny_model_file}"))  # fmt: skip
+
+
 def test_an_interrupted_endless_stream_keeps_what_it_wrote(tmp_path):
     def chunks():
         for i in range(3):

@@ -6,7 +6,7 @@ stored in it; see ``streamdit <command> --help``.
     streamdit stream --timeline prompts.txt --frames 0 --out - | ffplay -f rawvideo ...
     streamdit v2v --input clip.mp4 --prompt "a blue square bouncing" --strength 0.6 --out blue.mp4
     streamdit switch --prompt "a red circle" --to "a blue square" --at 16 --after 32
-    streamdit serve --port 8000
+    streamdit serve --model models/student.pt --distilled --start-from models/streamdit.pt
 """
 
 from __future__ import annotations
@@ -155,19 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscale of written frames")
     video.add_argument("--quiet", action="store_true", help="no progress line")
 
-    stream = commands.add_parser("stream", parents=[model, video], help="stream text-to-video")
-    stream.add_argument("--prompt", help="the prompt (or --timeline)")
-    stream.add_argument(
-        "--timeline", help="a prompt timeline: a text file of 'frame: prompt' lines (or --prompt)"
-    )
-    stream.add_argument("--frames", type=int, default=64, help="frames to write; 0 = endless (Ctrl-C stops)")
-    stream.add_argument(
+    # The paper's start-up of a distilled student, wherever a stream starts from a prompt (not v2v, whose
+    # first buffer is the input video).
+    start = argparse.ArgumentParser(add_help=False)
+    start.add_argument(
         "--start-from",
         metavar="TEACHER",
         help="a model file whose uniform clip (its stored scheme's grid and guidance) fills the first "
         "buffer: the paper's start-up of a distilled student (K = 0); its grid must refine the stream's, "
         "with the same time shift, text encoder and autoencoder",
     )
+
+    stream = commands.add_parser("stream", parents=[model, start, video], help="stream text-to-video")
+    stream.add_argument("--prompt", help="the prompt (or --timeline)")
+    stream.add_argument(
+        "--timeline", help="a prompt timeline: a text file of 'frame: prompt' lines (or --prompt)"
+    )
+    stream.add_argument("--frames", type=int, default=64, help="frames to write; 0 = endless (Ctrl-C stops)")
     stream.add_argument("--endless", action="store_true", help="the same as --frames 0")
     stream.set_defaults(run=stream_command)
 
@@ -184,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     v2v.set_defaults(run=v2v_command)
 
     switch = commands.add_parser(
-        "switch", parents=[model], help="measure how many frames a prompt switch takes"
+        "switch", parents=[model, start], help="measure how many frames a prompt switch takes"
     )
     switch.add_argument("--prompt", required=True, help="the prompt before the switch")
     switch.add_argument("--to", required=True, help="the prompt after the switch")
@@ -193,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     switch.add_argument("--threshold", type=float, default=0.5, help="progress from A's to B's stream")
     switch.set_defaults(run=switch_command)
 
-    serve = commands.add_parser("serve", parents=[model], help="the live web demo on localhost")
+    serve = commands.add_parser("serve", parents=[model, start], help="the live web demo on localhost")
     serve.add_argument(
         "--prompt", default="a large yellow square moving up on a navy background", help="the first prompt"
     )
