@@ -26,14 +26,12 @@ import json
 from pathlib import Path
 
 import torch
-from sweep_table import cell, difference_block, val_setup
+from sweep_table import cell, difference_block, evaluate_on_val, val_setup
 
-from streamdit.checkpoint import load_model, load_space
 from streamdit.config import load_config
-from streamdit.evaluate import evaluate_model, render_videos
+from streamdit.evaluate import render_videos
 from streamdit.metrics import shape_iou
 from streamdit.quality import CAPTION_MEASURES, paired_differences
-from streamdit.streaming import Streamer
 from streamdit.train import train
 from streamdit.video import reference_strip, to_uint8
 from streamdit.world import COLOUR_RGB, canonical_caption
@@ -58,16 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_config("params.yaml", args.profile, {"model": {"preset": preset}})
         model_path = MODELS / f"{arm}.pt"
         summary = train(cfg, model_path, progress=True)
-        model, space = load_model(model_path, device)[0], load_space(model_path, device)
-        metrics, arrays[arm] = evaluate_model(
-            model, encoder, scenes, ecfg, judges, shift=cfg.sample.time_shift, device=device, space=space,
-            progress=True,
-        )  # fmt: skip
-        streamer = Streamer(model, encoder, base.sample.parsed_scheme, ecfg.cfg_scale, cfg.sample.time_shift,
-                            space=space)  # fmt: skip
         captions = [canonical_caption(s) for s in val[: args.prompts]]
-        video = streamer.videos(
-            encoder(captions), ecfg.long_frames, seed=ecfg.seed, batch_size=ecfg.batch_size
+        metrics, arrays[arm], video = evaluate_on_val(
+            model_path, cfg, ecfg, scenes, encoder, judges, device, captions
         )
         real = render_videos(val[: args.prompts], ecfg.long_frames, base.data.resolution)
         one_object = [

@@ -1,4 +1,5 @@
-"""What the val sweeps share (space_sweep.py, levels_sweep.py): their evaluation set-up, and the markdown
+"""What the val sweeps share (space_sweep.py, levels_sweep.py, base_sweep.py): their evaluation set-up and
+runs, and the markdown
 of a measure with its interval and of a paired difference with its verdict."""
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ import dataclasses
 from pathlib import Path
 
 from streamdit.acceleration import resolve_device
+from streamdit.checkpoint import load_model, load_space
 from streamdit.config import load_config
 from streamdit.data import WorldClips
-from streamdit.evaluate import load_judges
+from streamdit.evaluate import evaluate_model, load_judges
+from streamdit.streaming import Streamer
 from streamdit.tables import LOWER_IS_BETTER
 from streamdit.text import load_text_encoder
 
@@ -28,6 +31,21 @@ def val_setup(profile: str, prompts: int):
     }
     encoder = load_text_encoder(base.text.encoder, base.text.max_length)
     return base, device, ecfg, scenes, encoder, load_judges(ecfg, "models/evaluators", device)
+
+
+def evaluate_on_val(model_path, cfg, ecfg, scenes, encoder, judges, device: str, captions: list[str]):
+    """The model file's evaluation (``evaluate.evaluate_model`` with ``ecfg`` on ``scenes`` from
+    ``val_setup``; sampling time shift of ``cfg``) and its streams of ``captions`` with ``cfg``'s sample
+    scheme, the evaluation's guidance, length, seed and batch size: ``(metrics, arrays, videos)``."""
+    model, space = load_model(model_path, device)[0], load_space(model_path, device)
+    metrics, arrays = evaluate_model(
+        model, encoder, scenes, ecfg, judges, shift=cfg.sample.time_shift, device=device, space=space,
+        progress=True,
+    )  # fmt: skip
+    streamer = Streamer(model, encoder, cfg.sample.parsed_scheme, ecfg.cfg_scale, cfg.sample.time_shift,
+                        space=space)  # fmt: skip
+    videos = streamer.videos(encoder(captions), ecfg.long_frames, seed=ecfg.seed, batch_size=ecfg.batch_size)
+    return metrics, arrays, videos
 
 
 def cell(report: dict, name: str) -> str:

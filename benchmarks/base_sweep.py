@@ -1,0 +1,384 @@
+"""Is the generator's shape gap a matter of budget or of objective? The base T2V model trained longer,
+or predicting the clean latents, on val.
+
+Every teacher of the study draws the captioned colour, size and background but not the captioned
+shape (caption shape accuracy about 0.30 against 0.95 for real clips, docs/results.md), and so does
+the base T2V model every row fine-tunes from. This trains the base (``methods.entries.base`` of the
+profile: the study's settings, its warm-up and cosine schedule stretched to each length) once per arm:
+``STEPS`` (that many steps) or ``STEPS-x`` (and ``model.prediction: x``: the network outputs the clean
+latents, turned into the velocity, docs/method.md). Each streams with the base's own scheme (uniform
+clips, ``[0, 1, 8, 16]``) from the same noise on the first ``--prompts`` val prompts, scored by the
+study's evaluation (``evaluate.evaluate_model``: per-attribute caption accuracy from the world
+classifier, subject consistency, FVD / KID against the val scenes' real streams). It also measures how
+well each model denoises in one call: the RMSE of its clean-latent prediction at level ``t`` against
+the noisy input's own RMSE, on val clips, and what white noise of that size in the latents does to the
+decoded attributes. Paired bootstrap intervals of each arm minus the first on
+the same prompts and noise. Val only: the study reports on test.
+
+    python benchmarks/base_sweep.py [--arms 1000 2000 3000 1000-x] [--prompts 64] [--out reports/base_sweep]
+
+Needs the study's data, evaluators and autoencoder (``dvc repro autoencoder``). A run that has finished
+(``runs/train/<key>/``, e.g. the study's base at its own length) is not trained again and a killed one
+resumes; an arm's evaluation is kept beside its model file (``runs/base_sweep/``) and reused while the
+model file, the prompts and the denoising clips are the same. Writes ``OUT/base_sweep.json``,
+``OUT/README.md`` (table and verdict), ``OUT/base_sweep.png`` (accuracy against steps) and
+``OUT/strip.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from sweep_table import cell, difference_block, evaluate_on_val, val_setup
+
+from streamdit.checkpoint import load_model, load_space
+from streamdit.data import WorldClips, clip_batch, file_digest, load_split
+from streamdit.evaluate import render_videos
+from streamdit.evaluators import attribute_accuracy
+from streamdit.flow import interpolate, predict_clean
+from streamdit.methods import method_config
+from streamdit.plots import plt
+from streamdit.quality import CAPTION_MEASURES, paired_differences, read_arrays, write_arrays
+from streamdit.train import train
+from streamdit.video import reference_strip, to_uint8
+from streamdit.world import COLOURS, SHAPES, canonical_caption, render, scene_from_dict
+
+MODELS = Path("runs/base_sweep")  # the model files and their evaluations (ignored by git)
+SHOWN = ("caption_shape", "caption_motion", "caption_size", "caption_colour", "caption_mean",
+         "subject_consistency", "fvd")  # fmt: skip
+LEVELS = (0.1, 0.3, 0.5)  # where the one-call denoising error is measured
+SENSITIVITY_LEVELS = (0.3, 0.6, 0.9)  # where the response to a changed word is measured
+SENSITIVITY_SCENES = 32  # one-object val scenes of the word sensitivity
+ARM = re.compile(r"(\d+)(-x)?")
+STRIP_PROMPTS = 4
+NOISE_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5)  # latent noise of the decoder probe (latents of unit variance)
+
+
+def arm_overrides(arm: str) -> dict:
+    """The config overrides of an arm ``STEPS`` or ``STEPS-x``; ValueError for anything else."""
+    match = ARM.fullmatch(arm)
+    if not match or int(match[1]) < 1:
+        raise ValueError(f"arm {arm!r}: give STEPS or STEPS-x (x-prediction), e.g. 1000 or 1000-x")
+    return {"train": {"steps": int(match[1])}, **({"model": {"prediction": "x"}} if match[2] else {})}
+
+
+def arm_label(arm: str) -> str:
+    steps, x = ARM.fullmatch(arm).groups()
+    return f"{steps} steps" + (", x-prediction" if x else "")
+
+
+@torch.no_grad()
+def denoising_error(model, space, encoder, clips: int, seed: int, device: str) -> dict[str, dict[str, float]]:
+    """Per level t of ``LEVELS``: the RMSE of the model's one-call clean prediction (in its space) of the
+    first ``clips`` val clips noised to t (whole buffer at t, their own captions), and that of the noisy
+    input itself (what predicting ``x_t`` would give)."""
+    data = WorldClips(Path("data"), "val", length=model.cfg.frames, generator_seed=seed)
+    items = [data[i] for i in range(clips)]
+    x0 = torch.stack([item["frames"] for item in items]).to(device)
+    text = encoder([item["caption"] for item in items])
+    z0 = space.encode(x0)
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    out = {}
+    for t in LEVELS:
+        levels = torch.full(z0.shape[:2], t, device=device)
+        x_t = interpolate(z0, noise, levels)
+        z0_hat = predict_clean(x_t, model(x_t, levels, text.tokens, text.mask, text.pooled), levels)
+        out[str(t)] = {
+            "rmse": float(((z0_hat - z0) ** 2).mean().sqrt()),
+            "input_rmse": float(((x_t - z0) ** 2).mean().sqrt()),
+        }
+    return out
+
+
+def shape_by_caption(hits: np.ndarray, scenes) -> dict[str, float]:
+    """Caption shape accuracy (``hits`` ``[n, windows]`` of the evaluation's arrays) over the one-object
+    scenes of each captioned shape: which shapes a model draws so that the classifier reads them."""
+    return {
+        shape: float(np.mean([hits[i].mean() for i in rows]))
+        for shape in SHAPES
+        if (rows := [i for i, s in enumerate(scenes) if len(s.objects) == 1 and s.objects[0].shape == shape])
+    }
+
+
+def with_next(scene, attribute: str, values: tuple[str, ...]):
+    """A one-object scene with its object's ``attribute`` set to the next of ``values`` (all else kept)."""
+    obj = scene.objects[0]
+    value = values[(values.index(getattr(obj, attribute)) + 1) % len(values)]
+    return dataclasses.replace(scene, objects=(dataclasses.replace(obj, **{attribute: value}),))
+
+
+@torch.no_grad()
+def word_sensitivity(model, space, encoder, scenes, resolution: int, seed: int, device: str) -> dict:
+    """How much the model's clean prediction moves when one word of the caption changes, against how much
+    the clean latents themselves move when the scene changes that way: for ``shape`` and ``colour``,
+    the RMS change of the one-call prediction from ``x_t`` (the true scene's latents noised to each level
+    of ``SENSITIVITY_LEVELS``) under the caption with the object's attribute set to the next value, and
+    the RMS change of the rendered scene's latents (first ``model.cfg.frames`` frames). A model that reads
+    the word as the data varies has a ratio near the data's at low noise."""
+    frames = model.cfg.frames
+
+    def latents(specs):
+        clips = np.stack([render(s, 0, frames, resolution) for s in specs])
+        return space.encode(clip_batch(clips, list(range(len(specs)))).to(device))
+
+    z0 = latents(scenes)
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    swaps = {"shape": SHAPES, "colour": COLOURS}
+    captions = {"true": [canonical_caption(s) for s in scenes]}
+    captions |= {a: [canonical_caption(with_next(s, a, v)) for s in scenes] for a, v in swaps.items()}
+    text = {name: encoder(c) for name, c in captions.items()}
+    out = {
+        a: {"data": float(((latents([with_next(s, a, v) for s in scenes]) - z0) ** 2).mean().sqrt())}
+        for a, v in swaps.items()
+    }
+    for t in SENSITIVITY_LEVELS:
+        levels = torch.full(z0.shape[:2], t, device=device)
+        x_t = interpolate(z0, noise, levels)
+        pred = {
+            name: predict_clean(x_t, model(x_t, levels, e.tokens, e.mask, e.pooled), levels)
+            for name, e in text.items()
+        }
+        for a in swaps:
+            out[a][str(t)] = float(((pred[a] - pred["true"]) ** 2).mean().sqrt())
+    return out
+
+
+@torch.no_grad()
+def decoder_under_noise(space, judge, clips: int, sigmas: tuple[float, ...]) -> dict[str, dict[str, float]]:
+    """What an error in the latents does to the decoded attributes: the world classifier's accuracy on
+    the first ``clips`` val clips encoded, plus white noise of std ``sigma`` (latents of unit variance,
+    the same draw scaled), decoded."""
+    data, records = load_split(Path("data"), "val")
+    scenes = [scene_from_dict(r["scene"]) for r in records[:clips]]
+    latents = torch.cat(
+        [space.encode(clip_batch(data, list(range(i, min(i + 50, clips))))) for i in range(0, clips, 50)]
+    )
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    out = {}
+    for sigma in sigmas:
+        noisy = latents + sigma * noise
+        decoded = np.stack(
+            [to_uint8(v) for i in range(0, clips, 50) for v in space.decode(noisy[i : i + 50])]
+        )
+        out[str(sigma)] = attribute_accuracy(judge, decoded, scenes)
+    return out
+
+
+def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
+    """Train (or resume) the arm's base, evaluate it (or reuse its kept evaluation): its results entry and
+    its per-prompt arrays, whose ``strip`` holds its first streams as uint8."""
+    study, device, ecfg, scenes, encoder, judges, captions = setup
+    cfg, _ = method_config("params.yaml", args.profile, "base", arm_overrides(arm))
+    model_path = MODELS / f"base_{arm}.pt"
+    print(f"== base, {arm_label(arm)} -> {model_path}", flush=True)
+    summary = train(cfg, model_path, progress=True)
+    kept_json, kept_arrays = model_path.with_suffix(".eval.json"), model_path.with_suffix(".eval.npz")
+    key = {
+        "model": file_digest(model_path, "base"),
+        "prompts": args.prompts,
+        "denoise_clips": args.denoise_clips,
+    }
+    if kept_json.is_file() and kept_arrays.is_file():
+        kept = json.loads(kept_json.read_text())
+        if kept["key"] == key:
+            print(f"   evaluation kept in {kept_json}", flush=True)
+            return kept["entry"], read_arrays(kept_arrays)
+    metrics, arrays, video = evaluate_on_val(
+        model_path, cfg, ecfg, scenes, encoder, judges, device, captions[:STRIP_PROMPTS]
+    )
+    model, space = load_model(model_path, device)[0], load_space(model_path, device)
+    entry = {
+        "label": arm_label(arm),
+        "train_seconds": summary["train_seconds"],
+        "loss_last": summary["loss_last"],
+        "quality": metrics["schemes"][str(cfg.sample.parsed_scheme)]["long_stream"],
+        "real": metrics["real"]["long_stream"],
+        "denoising": denoising_error(model, space, encoder, args.denoise_clips, study.seed, device),
+    }
+    arrays["strip"] = np.stack([to_uint8(v) for v in video])
+    write_arrays(arrays, kept_arrays)
+    kept_json.write_text(json.dumps({"key": key, "entry": entry}, indent=1, default=float) + "\n")
+    return entry, arrays
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="benchmarks/base_sweep.py", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--arms", nargs="+", default=["1000", "2000", "3000", "1000-x"],
+        help="STEPS or STEPS-x (x-prediction) each; the first is the reference of the paired differences",
+    )  # fmt: skip
+    parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
+    parser.add_argument("--denoise-clips", type=int, default=32, help="val clips of the denoising error")
+    parser.add_argument("--noise-clips", type=int, default=200, help="val clips of the decoder probe")
+    parser.add_argument("--out", type=Path, default=Path("reports/base_sweep"))
+    parser.add_argument("--profile", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        [arm_overrides(arm) for arm in args.arms]
+    except ValueError as err:
+        parser.error(str(err))
+    if len(set(args.arms)) != len(args.arms):
+        parser.error(f"--arms must be distinct, got {args.arms}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    MODELS.mkdir(parents=True, exist_ok=True)
+    study, device, ecfg, scenes, encoder, judges = val_setup(args.profile, args.prompts)
+    base_cfg, base_spec = method_config("params.yaml", args.profile, "base")
+    ecfg = dataclasses.replace(ecfg, schemes=[base_spec.scheme])
+    val = scenes["test"][: args.prompts]
+    captions = [canonical_caption(s) for s in val]
+    setup = (study, device, ecfg, scenes, encoder, judges, captions)
+    results, arrays = {"arms": args.arms, "prompts": args.prompts, "runs": {}}, {}
+    one_object = [s for s in scenes["test"] if len(s.objects) == 1][:SENSITIVITY_SCENES]
+    for arm in args.arms:
+        results["runs"][arm], arrays[arm] = run_arm(arm, args, setup)
+        model_path = MODELS / f"base_{arm}.pt"
+        model, space = load_model(model_path, device)[0], load_space(model_path, device)
+        results["runs"][arm]["word_sensitivity"] = word_sensitivity(
+            model, space, encoder, one_object, study.data.resolution, study.seed, device
+        )
+    results["real"] = results["runs"][args.arms[0]]["real"]
+    space = load_space(MODELS / f"base_{args.arms[0]}.pt", device)
+    results["decoder_under_noise"] = decoder_under_noise(
+        space, judges.classifier, args.noise_clips, NOISE_SIGMAS
+    )
+    key, first = str(base_cfg.sample.parsed_scheme), args.arms[0]
+    for arm in args.arms:
+        results["runs"][arm]["shape_by_caption"] = shape_by_caption(arrays[arm][f"{key}/caption_shape"], val)
+    results["real_shape_by_caption"] = shape_by_caption(arrays[first]["real/caption_shape"], val)
+    results["minus_first"] = {
+        arm: paired_differences(arrays[arm], key, arrays[first], key, ecfg) for arm in args.arms[1:]
+    }
+    real_strip = [
+        to_uint8(v) for v in render_videos(val[:STRIP_PROMPTS], ecfg.long_frames, study.data.resolution)
+    ]
+    videos = {arm_label(arm): list(arrays[arm]["strip"]) for arm in args.arms}
+    reference_strip(args.out / "strip.png", captions[:STRIP_PROMPTS], real_strip, videos)
+    plot(results, args.out / "base_sweep.png")
+    (args.out / "base_sweep.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    (args.out / "README.md").write_text(readme(results, args))
+    print(readme(results, args))
+    return results
+
+
+def plot(results: dict, path: Path) -> None:
+    """Caption accuracy per attribute (mean and interval) against training steps (the v-prediction arms;
+    x-prediction arms as open markers), real clips dashed."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, name in enumerate(("caption_shape", "caption_motion", "caption_size", "caption_colour")):
+        colour = f"C{i}"
+        for x_pred in (False, True):
+            arms = [a for a in results["arms"] if a.endswith("-x") == x_pred]
+            if not arms:
+                continue
+            runs = [results["runs"][a]["quality"] for a in arms]
+            steps = [int(ARM.fullmatch(a)[1]) for a in arms]
+            means = [r[name] for r in runs]
+            errors = [
+                [r[name] - r[f"{name}_ci"][0] for r in runs],
+                [r[f"{name}_ci"][1] - r[name] for r in runs],
+            ]
+            label = name.removeprefix("caption_") + (" (x-prediction)" if x_pred else "")
+            ax.errorbar(steps, means, yerr=errors, capsize=3, color=colour, marker="o", label=label,
+                        linestyle="none" if x_pred else "-", mfc="none" if x_pred else colour)  # fmt: skip
+        ax.axhline(results["real"][name], color=colour, linestyle="--", linewidth=0.8)
+    ax.set_xlabel("base training steps")
+    ax.set_ylabel("caption accuracy (val; dashed: real clips)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(intro: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table after a blank line, its introduction and another blank line."""
+    lines = ["", intro, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def readme(results: dict, args) -> str:
+    """The table (real and each arm; means with intervals), the denoising errors, the word sensitivity,
+    shape accuracy by captioned shape, the decoder under noise and the paired differences against the
+    first arm."""
+    arms, runs = results["arms"], results["runs"]
+    labels = [runs[arm]["label"] for arm in arms]
+    command = f"python benchmarks/base_sweep.py --arms {' '.join(arms)} --prompts {args.prompts}"
+    lines = [
+        "# The base T2V model trained longer, or predicting clean latents (val prompts)",
+        "",
+        f"`{command}`: the base (`methods.entries.base`, the {args.profile} profile's settings with its "
+        "warm-up and cosine schedule stretched to each length; `-x`: `model.prediction: x`) streamed as "
+        "uniform clips from the same noise on the first val prompts, scored by the study's evaluation "
+        "(docs/metrics.md) against the val scenes' real streams. Training seconds as measured in each run "
+        "(runs that shared the machine with other work are slower).",
+        "",
+        "![caption accuracy against training steps](base_sweep.png)",
+    ]
+    lines += table(
+        "Caption accuracy and the VBench analogues (95% bootstrap intervals):",
+        ["", "train s", "last loss", *SHOWN],
+        [["real", "-", "-", *(cell(results["real"], n) for n in SHOWN)]]
+        + [
+            [label, f"{runs[arm]['train_seconds']:.0f}", f"{runs[arm]['loss_last']:.3f}",
+             *(cell(runs[arm]["quality"], n) for n in SHOWN)]
+            for arm, label in zip(arms, labels, strict=True)
+        ],
+    )  # fmt: skip
+    lines += table(
+        f"One-call denoising error on {args.denoise_clips} val clips (RMSE of the clean-latent prediction "
+        "at level t, latents of unit variance; the noisy input's own RMSE in brackets):",
+        ["", *(f"t = {t}" for t in LEVELS)],
+        [
+            [label, *(f"{e[str(t)]['rmse']:.3f} ({e[str(t)]['input_rmse']:.3f})" for t in LEVELS)]
+            for label, e in ((label, runs[arm]["denoising"]) for arm, label in zip(arms, labels, strict=True))
+        ],
+    )
+    lines += table(
+        f"The response to a changed word ({SENSITIVITY_SCENES} one-object val scenes): RMS change of the "
+        "one-call clean prediction at level t when the caption's shape (colour) word is set to the next "
+        "value, and, under `data`, the RMS change of the clean latents when the scene itself changes so:",
+        ["", "word", "data", *(f"t = {t}" for t in SENSITIVITY_LEVELS)],
+        [
+            [label, word, f"{row['data']:.3f}", *(f"{row[str(t)]:.3f}" for t in SENSITIVITY_LEVELS)]
+            for arm, label in zip(arms, labels, strict=True)
+            for word, row in runs[arm]["word_sensitivity"].items()
+        ],
+    )
+    shapes = list(results["real_shape_by_caption"])
+    by_caption = [("real", results["real_shape_by_caption"])]
+    by_caption += [(label, runs[arm]["shape_by_caption"]) for arm, label in zip(arms, labels, strict=True)]
+    lines += table(
+        "Caption shape accuracy by the captioned shape (one-object scenes): which shapes come out so that "
+        "the classifier reads them:",
+        ["", *shapes],
+        [[label, *(f"{row[k]:.2f}" for k in shapes)] for label, row in by_caption],
+    )
+    noisy = results["decoder_under_noise"]
+    attributes = list(noisy[str(NOISE_SIGMAS[0])])
+    lines += table(
+        f"The decoder under latent noise: the world classifier's accuracy on {args.noise_clips} val clips "
+        "encoded, plus white noise of std sigma, decoded (sigma 0: the autoencoder alone):",
+        ["sigma", *attributes],
+        [[sigma, *(f"{accuracy[a]:.3f}" for a in attributes)] for sigma, accuracy in noisy.items()],
+    )
+    measures = (*CAPTION_MEASURES, "subject_consistency", "fvd", "kid")
+    for arm, label in zip(arms[1:], labels[1:], strict=True):
+        lines += difference_block(
+            f"{label} minus {labels[0]}", results["minus_first"][arm], measures, label, labels[0]
+        )
+    lines += [
+        "",
+        f"The first {STRIP_PROMPTS} streams of each arm under the real clips: [strip.png](strip.png).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()
