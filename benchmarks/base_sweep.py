@@ -20,7 +20,7 @@ the same prompts and noise. Val only: the study reports on test.
 Needs the study's data, evaluators and autoencoder (``dvc repro autoencoder``). A run that has finished
 (``runs/train/<key>/``, e.g. the study's base at its own length) is not trained again and a killed one
 resumes; an arm's evaluation is kept beside its model file (``runs/base_sweep/``) and reused while the
-model file, the prompts and the denoising clips are the same. Writes ``OUT/base_sweep.json``,
+model file, the evaluation settings and the denoising clips are the same. Writes ``OUT/base_sweep.json``,
 ``OUT/README.md`` (table and verdict), ``OUT/base_sweep.png`` (accuracy against steps) and
 ``OUT/strip.png``.
 """
@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sweep_table import cell, difference_block, evaluate_on_val, val_setup
+from sweep_table import cell, difference_block, evaluate_on_val, load_trained, val_setup
 
-from streamdit.checkpoint import load_model, load_space
 from streamdit.data import WorldClips, clip_batch, file_digest, load_split
 from streamdit.evaluate import render_videos
 from streamdit.evaluators import attribute_accuracy
@@ -74,11 +73,13 @@ def arm_label(arm: str) -> str:
 
 
 @torch.no_grad()
-def denoising_error(model, space, encoder, clips: int, seed: int, device: str) -> dict[str, dict[str, float]]:
+def denoising_error(
+    model, space, encoder, data_dir: Path, clips: int, seed: int, device: str
+) -> dict[str, dict[str, float]]:
     """Per level t of ``LEVELS``: the RMSE of the model's one-call clean prediction (in its space) of the
     first ``clips`` val clips noised to t (whole buffer at t, their own captions), and that of the noisy
     input itself (what predicting ``x_t`` would give)."""
-    data = WorldClips(Path("data"), "val", length=model.cfg.frames, generator_seed=seed)
+    data = WorldClips(data_dir, "val", length=model.cfg.frames, generator_seed=seed)
     items = [data[i] for i in range(clips)]
     x0 = torch.stack([item["frames"] for item in items]).to(device)
     text = encoder([item["caption"] for item in items])
@@ -150,16 +151,21 @@ def word_sensitivity(model, space, encoder, scenes, resolution: int, seed: int, 
 
 
 @torch.no_grad()
-def decoder_under_noise(space, judge, clips: int, sigmas: tuple[float, ...]) -> dict[str, dict[str, float]]:
+def decoder_under_noise(
+    space, judge, data_dir: Path, clips: int, sigmas: tuple[float, ...], device: str
+) -> dict[str, dict[str, float]]:
     """What an error in the latents does to the decoded attributes: the world classifier's accuracy on
     the first ``clips`` val clips encoded, plus white noise of std ``sigma`` (latents of unit variance,
     the same draw scaled), decoded."""
-    data, records = load_split(Path("data"), "val")
+    data, records = load_split(data_dir, "val")
     scenes = [scene_from_dict(r["scene"]) for r in records[:clips]]
     latents = torch.cat(
-        [space.encode(clip_batch(data, list(range(i, min(i + 50, clips))))) for i in range(0, clips, 50)]
+        [
+            space.encode(clip_batch(data, list(range(i, min(i + 50, clips)))).to(device))
+            for i in range(0, clips, 50)
+        ]
     )
-    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0)).to(device)
     out = {}
     for sigma in sigmas:
         noisy = latents + sigma * noise
@@ -171,40 +177,48 @@ def decoder_under_noise(space, judge, clips: int, sigmas: tuple[float, ...]) -> 
 
 
 def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train (or resume) the arm's base, evaluate it (or reuse its kept evaluation): its results entry and
-    its per-prompt arrays, whose ``strip`` holds its first streams as uint8."""
+    """Train (or resume) the arm's base, evaluate it (or reuse its kept evaluation) and measure its word
+    sensitivity: its results entry and its per-prompt arrays, whose ``strip`` holds its first streams as
+    uint8."""
     study, device, ecfg, scenes, encoder, judges, captions = setup
     cfg, _ = method_config("params.yaml", args.profile, "base", arm_overrides(arm))
     model_path = MODELS / f"base_{arm}.pt"
     print(f"== base, {arm_label(arm)} -> {model_path}", flush=True)
     summary = train(cfg, model_path, progress=True)
+    model, space = load_trained(model_path, device)
+    one_object = [s for s in scenes["test"] if len(s.objects) == 1][:SENSITIVITY_SCENES]
+    sensitivity = word_sensitivity(
+        model, space, encoder, one_object, study.data.resolution, study.seed, device
+    )
     kept_json, kept_arrays = model_path.with_suffix(".eval.json"), model_path.with_suffix(".eval.npz")
-    key = {
+    # Everything the kept evaluation depends on besides the code: the model's bytes and the settings.
+    key = json.loads(json.dumps({
         "model": file_digest(model_path, "base"),
-        "prompts": args.prompts,
+        "evaluate": dataclasses.asdict(ecfg),
         "denoise_clips": args.denoise_clips,
-    }
+    }, default=str))  # fmt: skip
     if kept_json.is_file() and kept_arrays.is_file():
         kept = json.loads(kept_json.read_text())
         if kept["key"] == key:
             print(f"   evaluation kept in {kept_json}", flush=True)
-            return kept["entry"], read_arrays(kept_arrays)
+            return kept["entry"] | {"word_sensitivity": sensitivity}, read_arrays(kept_arrays)
     metrics, arrays, video = evaluate_on_val(
-        model_path, cfg, ecfg, scenes, encoder, judges, device, captions[:STRIP_PROMPTS]
+        model, space, cfg, ecfg, scenes, encoder, judges, device, captions[:STRIP_PROMPTS]
     )
-    model, space = load_model(model_path, device)[0], load_space(model_path, device)
     entry = {
         "label": arm_label(arm),
         "train_seconds": summary["train_seconds"],
         "loss_last": summary["loss_last"],
         "quality": metrics["schemes"][str(cfg.sample.parsed_scheme)]["long_stream"],
         "real": metrics["real"]["long_stream"],
-        "denoising": denoising_error(model, space, encoder, args.denoise_clips, study.seed, device),
+        "denoising": denoising_error(
+            model, space, encoder, Path(study.data_dir), args.denoise_clips, study.seed, device
+        ),
     }
     arrays["strip"] = np.stack([to_uint8(v) for v in video])
     write_arrays(arrays, kept_arrays)
     kept_json.write_text(json.dumps({"key": key, "entry": entry}, indent=1, default=float) + "\n")
-    return entry, arrays
+    return entry | {"word_sensitivity": sensitivity}, arrays
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -234,18 +248,12 @@ def main(argv: list[str] | None = None) -> dict:
     captions = [canonical_caption(s) for s in val]
     setup = (study, device, ecfg, scenes, encoder, judges, captions)
     results, arrays = {"arms": args.arms, "prompts": args.prompts, "runs": {}}, {}
-    one_object = [s for s in scenes["test"] if len(s.objects) == 1][:SENSITIVITY_SCENES]
     for arm in args.arms:
         results["runs"][arm], arrays[arm] = run_arm(arm, args, setup)
-        model_path = MODELS / f"base_{arm}.pt"
-        model, space = load_model(model_path, device)[0], load_space(model_path, device)
-        results["runs"][arm]["word_sensitivity"] = word_sensitivity(
-            model, space, encoder, one_object, study.data.resolution, study.seed, device
-        )
     results["real"] = results["runs"][args.arms[0]]["real"]
-    space = load_space(MODELS / f"base_{args.arms[0]}.pt", device)
+    _, space = load_trained(MODELS / f"base_{args.arms[0]}.pt", device)
     results["decoder_under_noise"] = decoder_under_noise(
-        space, judges.classifier, args.noise_clips, NOISE_SIGMAS
+        space, judges.classifier, Path(study.data_dir), args.noise_clips, NOISE_SIGMAS, device
     )
     key, first = str(base_cfg.sample.parsed_scheme), args.arms[0]
     for arm in args.arms:

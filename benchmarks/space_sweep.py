@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 import torch
-from sweep_table import cell, difference_block, evaluate_on_val, val_setup
+from sweep_table import cell, difference_block, evaluate_on_val, load_trained, val_setup
 
 from streamdit.config import load_config
 from streamdit.evaluate import render_videos
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         summary = train(cfg, model_path, progress=True)
         captions = [canonical_caption(s) for s in val[: args.prompts]]
         metrics, arrays[arm], video = evaluate_on_val(
-            model_path, cfg, ecfg, scenes, encoder, judges, device, captions
+            *load_trained(model_path, device), cfg, ecfg, scenes, encoder, judges, device, captions
         )
         real = render_videos(val[: args.prompts], ecfg.long_frames, base.data.resolution)
         one_object = [

@@ -1,6 +1,5 @@
 """What the val sweeps share (space_sweep.py, levels_sweep.py, base_sweep.py): their evaluation set-up and
-runs, and the markdown
-of a measure with its interval and of a paired difference with its verdict."""
+runs, and the markdown of a measure with its interval and of a paired difference with its verdict."""
 
 from __future__ import annotations
 
@@ -33,11 +32,15 @@ def val_setup(profile: str, prompts: int):
     return base, device, ecfg, scenes, encoder, load_judges(ecfg, "models/evaluators", device)
 
 
-def evaluate_on_val(model_path, cfg, ecfg, scenes, encoder, judges, device: str, captions: list[str]):
-    """The model file's evaluation (``evaluate.evaluate_model`` with ``ecfg`` on ``scenes`` from
-    ``val_setup``; sampling time shift of ``cfg``) and its streams of ``captions`` with ``cfg``'s sample
-    scheme, the evaluation's guidance, length, seed and batch size: ``(metrics, arrays, videos)``."""
-    model, space = load_model(model_path, device)[0], load_space(model_path, device)
+def load_trained(model_path, device: str):
+    """A model file's EMA model and its space (autoencoder or pixels), on ``device``."""
+    return load_model(model_path, device)[0], load_space(model_path, device)
+
+
+def evaluate_on_val(model, space, cfg, ecfg, scenes, encoder, judges, device: str, captions: list[str]):
+    """The model's evaluation (``evaluate.evaluate_model`` with ``ecfg`` on ``scenes`` from ``val_setup``;
+    sampling time shift of ``cfg``) and its streams of ``captions`` with ``cfg``'s sample scheme, the
+    evaluation's guidance, length, seed and batch size: ``(metrics, arrays, videos)``."""
     metrics, arrays = evaluate_model(
         model, encoder, scenes, ecfg, judges, shift=cfg.sample.time_shift, device=device, space=space,
         progress=True,
