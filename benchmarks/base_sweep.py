@@ -5,8 +5,10 @@ Every teacher of the study draws the captioned colour, size and background but n
 shape (caption shape accuracy about 0.30 against 0.95 for real clips, docs/results.md), and so does
 the base T2V model every row fine-tunes from. This trains the base (``methods.entries.base`` of the
 profile: the study's settings, its warm-up and cosine schedule stretched to each length) once per arm:
-``STEPS`` (that many steps) or ``STEPS-x`` (and ``model.prediction: x``: the network outputs the clean
-latents, turned into the velocity, docs/method.md). Each streams with the base's own scheme (uniform
+``STEPS`` (that many steps), then any of ``-x`` (``model.prediction: x``: the network outputs the clean
+latents, turned into the velocity, docs/method.md), ``-b<batch>``, ``-lr<learning rate>``, ``-d<width>``
+(``model.dim``) and ``-g<guidance>`` (sampling only: the model of the arm without it, streamed with that
+guidance scale instead of the evaluation's). Each streams with the base's own scheme (uniform
 clips, ``[0, 1, 8, 16]``) from the same noise on the first ``--prompts`` val prompts, scored by the
 study's evaluation (``evaluate.evaluate_model``: per-attribute caption accuracy from the world
 classifier, subject consistency, FVD / KID against the val scenes' real streams). It also measures how
@@ -15,7 +17,8 @@ the noisy input's own RMSE, on val clips, and what white noise of that size in t
 decoded attributes. Paired bootstrap intervals of each arm minus the first on
 the same prompts and noise. Val only: the study reports on test.
 
-    python benchmarks/base_sweep.py [--arms 1000 2000 3000 1000-x] [--prompts 64] [--out reports/base_sweep]
+    python benchmarks/base_sweep.py [--arms 1000 2000 3000 1000-x 1000-g6 1000-f4] [--prompts 64]
+                                    [--out reports/base_sweep]
 
 Needs the study's data, evaluators and autoencoder (``dvc repro autoencoder``). A run that has finished
 (``runs/train/<key>/``, e.g. the study's base at its own length) is not trained again and a killed one
@@ -37,13 +40,16 @@ import numpy as np
 import torch
 from sweep_table import cell, difference_block, evaluate_on_val, load_trained, val_setup
 
-from streamdit.data import WorldClips, clip_batch, file_digest, load_split
+from streamdit.autoencoder_training import autoencoder_stage
+from streamdit.data import WorldClips, clip_batch, file_digest, load_split, world_settings
 from streamdit.evaluate import render_videos
 from streamdit.evaluators import attribute_accuracy
-from streamdit.flow import interpolate, predict_clean
+from streamdit.flow import euler_step, interpolate, predict_clean
 from streamdit.methods import method_config
 from streamdit.plots import plt
 from streamdit.quality import CAPTION_MEASURES, paired_differences, read_arrays, write_arrays
+from streamdit.sampling import guided_velocity
+from streamdit.schedule import time_grid
 from streamdit.train import train
 from streamdit.video import reference_strip, to_uint8
 from streamdit.world import COLOURS, SHAPES, canonical_caption, render, scene_from_dict
@@ -53,23 +59,104 @@ SHOWN = ("caption_shape", "caption_motion", "caption_size", "caption_colour", "c
          "subject_consistency", "fvd")  # fmt: skip
 LEVELS = (0.1, 0.3, 0.5)  # where the one-call denoising error is measured
 SENSITIVITY_LEVELS = (0.3, 0.6, 0.9)  # where the response to a changed word is measured
-SENSITIVITY_SCENES = 32  # one-object val scenes of the word sensitivity
-ARM = re.compile(r"(\d+)(-x)?")
+SENSITIVITY_SCENES = 32  # one-object val scenes of the word sensitivity and of shape_from_level
+FROM_INDICES = (4, 8, 12)  # grid indices (of T) shape_from_level starts from: t = 0.5, 0.75, 0.9 at shift 3
 STRIP_PROMPTS = 4
+STRIP_EVERY = 4  # the strip shows every 4th frame of each stream
 NOISE_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5)  # latent noise of the decoder probe (latents of unit variance)
 
 
+# An arm: STEPS, then any of -x (x-prediction), -b<batch>, -lr<learning rate>, -d<model width>, and
+# -g<guidance> (sampling only: the same model as the arm without it, streamed with that guidance scale),
+# -f<factor> (2 or 4: latents of a world autoencoder with that spatial compression instead of the study's
+# 8x, its first log2(factor) stages, trained for the arm; the DiT's patch grows to keep 8x8 tokens a frame).
+OPTIONS = {
+    "x": (r"x", lambda v: {"model": {"prediction": "x"}}, lambda v: "x-prediction"),
+    "b": (r"b(\d+)", lambda v: {"train": {"batch_size": int(v)}}, lambda v: f"batch {v}"),
+    "lr": (r"lr(\d*\.?\d+)", lambda v: {"train": {"lr": float(v)}}, lambda v: f"lr {v}"),
+    "d": (r"d(\d+)", lambda v: {"model": {"dim": int(v)}}, lambda v: f"width {v}"),
+    "g": (r"g(\d*\.?\d+)", lambda v: {}, lambda v: f"guidance {v}"),
+    "f": (r"f(2|4)", lambda v: {}, lambda v: f"{v}x latents"),  # set by factor_overrides (needs the config)
+}
+
+
+def parse_arm(arm: str) -> tuple[int, dict[str, str]]:
+    """``(steps, {option: value})`` of an arm such as ``1000``, ``1000-x``, ``2000-b8`` or ``1000-g6``;
+    ValueError for anything else (unknown or repeated options, steps < 1)."""
+    head, *parts = arm.split("-")
+    found: dict[str, str] = {}
+    for part in parts:
+        for name, (pattern, _, _) in OPTIONS.items():
+            if (match := re.fullmatch(pattern, part)) and name not in found:
+                found[name] = match.group(match.lastindex or 0)
+                break
+        else:
+            head = ""  # an unknown or repeated option
+    if not head.isdigit() or int(head) < 1:
+        raise ValueError(
+            f"arm {arm!r}: give STEPS then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, "
+            "-g<guidance>, each once, e.g. 1000, 1000-x, 2000-b8, 1000-lr0.004, 1000-g6"
+        )
+    return int(head), found
+
+
 def arm_overrides(arm: str) -> dict:
-    """The config overrides of an arm ``STEPS`` or ``STEPS-x``; ValueError for anything else."""
-    match = ARM.fullmatch(arm)
-    if not match or int(match[1]) < 1:
-        raise ValueError(f"arm {arm!r}: give STEPS or STEPS-x (x-prediction), e.g. 1000 or 1000-x")
-    return {"train": {"steps": int(match[1])}, **({"model": {"prediction": "x"}} if match[2] else {})}
+    """The training config overrides of an arm (``parse_arm``); ValueError for a malformed one."""
+    steps, options = parse_arm(arm)
+    out: dict = {"train": {"steps": steps}}
+    for name, value in options.items():
+        for section, values in OPTIONS[name][1](value).items():
+            out[section] = {**out.get(section, {}), **values}
+    return out
+
+
+def factor_overrides(factor: int, cfg) -> dict:
+    """The config overrides of ``-f<factor>``: the study's autoencoder cut to its first log2(factor)
+    stages, the DiT's frames ``data.resolution / factor`` cells in patches that keep its tokens a frame."""
+    stages = factor.bit_length() - 1
+    if len(cfg.autoencoder.widths) < stages:
+        raise ValueError(f"-f{factor}: the autoencoder has only {len(cfg.autoencoder.widths)} stages")
+    tokens = cfg.model.resolution // cfg.model.patch  # per side, as the study's model
+    cells = cfg.data.resolution // factor
+    if cells % tokens:
+        raise ValueError(f"-f{factor}: {cells} latent cells a side do not split into {tokens} tokens")
+    return {
+        "autoencoder": {"widths": list(cfg.autoencoder.widths[:stages])},
+        "model": {"resolution": cells, "patch": cells // tokens},
+    }
+
+
+def arm_space(cfg, factor: int, evaluators_dir: str = "models/evaluators") -> tuple[Path, Path, dict]:
+    """The autoencoder file, the latents folder and the metrics of the ``-f<factor>`` arms' world
+    autoencoder (``cfg.autoencoder``): trained, normalised and scored by the study's
+    ``autoencoder_stage`` into ``runs/base_sweep/``, or kept there while its settings are the same."""
+    path, latents = MODELS / f"autoencoder_f{factor}.pt", MODELS / f"latents_f{factor}"
+    kept = MODELS / f"autoencoder_f{factor}.json"
+    key = json.loads(json.dumps({"world": world_settings(cfg.data_dir), "autoencoder": vars(cfg.autoencoder)},
+                                default=str))  # fmt: skip
+    if kept.is_file() and path.is_file() and json.loads(kept.read_text())["key"] == key:
+        return path, latents, json.loads(kept.read_text())["metrics"]
+    print(f"== the {factor}x world autoencoder -> {path}", flush=True)
+    metrics = autoencoder_stage(cfg, path, latents, evaluators_dir, MODELS / f"autoencoder_f{factor}",
+                                progress=True)  # fmt: skip
+    kept.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=float) + "\n")
+    return path, latents, metrics
+
+
+def arm_guidance(arm: str, default: float) -> float:
+    """The guidance scale an arm streams with: its ``-g`` option, else ``default`` (the evaluation's)."""
+    value = parse_arm(arm)[1].get("g")
+    return default if value is None else float(value)
+
+
+def model_arm(arm: str) -> str:
+    """The arm whose model ``arm`` streams: itself without its ``-g`` (sampling) option."""
+    return "-".join(part for part in arm.split("-") if not re.fullmatch(OPTIONS["g"][0], part))
 
 
 def arm_label(arm: str) -> str:
-    steps, x = ARM.fullmatch(arm).groups()
-    return f"{steps} steps" + (", x-prediction" if x else "")
+    steps, options = parse_arm(arm)
+    return ", ".join([f"{steps} steps", *(OPTIONS[name][2](value) for name, value in options.items())])
 
 
 @torch.no_grad()
@@ -151,6 +238,49 @@ def word_sensitivity(model, space, encoder, scenes, resolution: int, seed: int, 
 
 
 @torch.no_grad()
+def shape_from_level(model, space, encoder, judge, scenes, resolution: int, guidance: float, shift: float,
+                     T: int, seed: int, device: str) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Where the shape is decided: the real clips of one-object ``scenes`` (16 frames, as two buffers of
+    ``model.cfg.frames``) noised to the level of grid index k of ``FROM_INDICES`` (the sampling grid of T
+    steps and time shift ``shift``), then denoised by the model from there to 0 on that grid with guidance
+    ``guidance``, under their own caption and under the caption with the next shape word. Per level: the
+    world classifier's shape (and colour) accuracy on the decoded clips against the captioned scene
+    (``own``, ``own_colour``) and, under the other shape word, against the scene it names (``swapped``)."""
+    frames, clip = model.cfg.frames, 16
+    swapped = [with_next(s, "shape", SHAPES) for s in scenes]
+    real = np.stack([render(s, 0, clip, resolution) for s in scenes])
+    z0 = space.encode(clip_batch(real, list(range(len(scenes)))).to(device))
+    halves = torch.cat([z0[:, i : i + frames] for i in range(0, clip, frames)])  # [2n, B, ...]
+    z = torch.cat([halves, halves])  # own captions, then swapped ones
+    n, halves_n = len(scenes), clip // frames
+    text = encoder([canonical_caption(s) for s in scenes] + [canonical_caption(s) for s in swapped])
+    text = text[torch.tensor([w * n + i for w in (0, 1) for _ in range(halves_n) for i in range(n)])]
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    grid = time_grid(T, shift).to(device)
+    out = {}
+    for k in FROM_INDICES:
+        x = interpolate(z, noise, torch.full(z.shape[:2], float(grid[k]), device=device))
+        for i in range(k, 0, -1):
+            now = torch.full(z.shape[:2], float(grid[i]), device=device)
+            later = torch.full(z.shape[:2], float(grid[i - 1]), device=device)
+            x = euler_step(x, guided_velocity(model, x, now, text, guidance), now, later)
+        decoded = np.stack([to_uint8(v) for v in space.decode(x)])  # rows: (own, swapped) x halves x scenes
+        own, other = (
+            np.concatenate(
+                [decoded[(halves_n * w + h) * n : (halves_n * w + h + 1) * n] for h in range(halves_n)], 1
+            )
+            for w in (0, 1)
+        )
+        own_accuracy = attribute_accuracy(judge, own, scenes)
+        out[f"{float(grid[k]):.2f}"] = {
+            "own": own_accuracy["shape"],
+            "own_colour": own_accuracy["colour"],
+            "swapped": attribute_accuracy(judge, other, swapped)["shape"],
+        }
+    return out
+
+
+@torch.no_grad()
 def decoder_under_noise(
     space, judge, data_dir: Path, clips: int, sigmas: tuple[float, ...], device: str
 ) -> dict[str, dict[str, float]]:
@@ -176,21 +306,54 @@ def decoder_under_noise(
     return out
 
 
+def kept_measure(path: Path, key: dict, measure):
+    """``measure()``, kept in ``path`` and reused while ``key`` (what it depends on) is the same."""
+    key = json.loads(json.dumps(key, default=str))
+    if path.is_file() and (kept := json.loads(path.read_text()))["key"] == key:
+        return kept["value"]
+    value = measure()
+    path.write_text(json.dumps({"key": key, "value": value}, indent=1, default=float) + "\n")
+    return value
+
+
 def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     """Train (or resume) the arm's base, evaluate it (or reuse its kept evaluation) and measure its word
     sensitivity: its results entry and its per-prompt arrays, whose ``strip`` holds its first streams as
     uint8."""
     study, device, ecfg, scenes, encoder, judges, captions = setup
-    cfg, _ = method_config("params.yaml", args.profile, "base", arm_overrides(arm))
-    model_path = MODELS / f"base_{arm}.pt"
+    overrides = arm_overrides(arm)
+    factor = parse_arm(arm)[1].get("f")
+    if factor is not None:
+        for section, values in factor_overrides(int(factor), study).items():
+            overrides[section] = {**overrides.get(section, {}), **values}
+    cfg, _ = method_config("params.yaml", args.profile, "base", overrides)
+    spaces: dict = {}  # the study's autoencoder and latents, or the arm's own
+    if factor is not None:
+        spaces["autoencoder_path"], spaces["latents_dir"], autoencoder = arm_space(cfg, int(factor))
+    ecfg = dataclasses.replace(ecfg, cfg_scale=arm_guidance(arm, ecfg.cfg_scale))
+    model_path = MODELS / f"base_{model_arm(arm)}.pt"
     print(f"== base, {arm_label(arm)} -> {model_path}", flush=True)
-    summary = train(cfg, model_path, progress=True)
+    summary = train(cfg, model_path, progress=True, **spaces)
     model, space = load_trained(model_path, device)
     one_object = [s for s in scenes["test"] if len(s.objects) == 1][:SENSITIVITY_SCENES]
     sensitivity = word_sensitivity(
         model, space, encoder, one_object, study.data.resolution, study.seed, device
     )
-    kept_json, kept_arrays = model_path.with_suffix(".eval.json"), model_path.with_suffix(".eval.npz")
+    unkept = {"word_sensitivity": sensitivity, "train_samples": cfg.train.steps * cfg.train.batch_size}
+    if "g" not in parse_arm(arm)[1]:  # a model's own measure, at the evaluation's guidance
+        shift, T = cfg.sample.time_shift, cfg.sample.parsed_scheme.T
+        key = {"model": file_digest(model_path, "base"), "guidance": ecfg.cfg_scale, "shift": shift, "T": T,
+               "from": FROM_INDICES, "scenes": len(one_object), "seed": study.seed}  # fmt: skip
+        unkept["shape_from_level"] = kept_measure(
+            MODELS / f"base_{arm}.from_level.json",
+            key,
+            lambda: shape_from_level(model, space, encoder, judges.classifier, one_object,
+                                     study.data.resolution, ecfg.cfg_scale, shift, T, study.seed, device),
+        )  # fmt: skip
+    if factor is not None:
+        unkept["autoencoder"] = {k: autoencoder[k] for k in ("val", "seconds", "parameters", "latent_shape")}
+    stem = f"base_{arm}.eval"  # a -g arm shares its model, not its evaluation
+    kept_json, kept_arrays = MODELS / f"{stem}.json", MODELS / f"{stem}.npz"
     # Everything the kept evaluation depends on besides the code: the model's bytes and the settings.
     key = json.loads(json.dumps({
         "model": file_digest(model_path, "base"),
@@ -201,7 +364,7 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
         kept = json.loads(kept_json.read_text())
         if kept["key"] == key:
             print(f"   evaluation kept in {kept_json}", flush=True)
-            return kept["entry"] | {"word_sensitivity": sensitivity}, read_arrays(kept_arrays)
+            return kept["entry"] | unkept, read_arrays(kept_arrays)
     metrics, arrays, video = evaluate_on_val(
         model, space, cfg, ecfg, scenes, encoder, judges, device, captions[:STRIP_PROMPTS]
     )
@@ -218,14 +381,15 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     arrays["strip"] = np.stack([to_uint8(v) for v in video])
     write_arrays(arrays, kept_arrays)
     kept_json.write_text(json.dumps({"key": key, "entry": entry}, indent=1, default=float) + "\n")
-    return entry | {"word_sensitivity": sensitivity}, arrays
+    return entry | unkept, arrays
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="benchmarks/base_sweep.py", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--arms", nargs="+", default=["1000", "2000", "3000", "1000-x"],
-        help="STEPS or STEPS-x (x-prediction) each; the first is the reference of the paired differences",
+        help="STEPS, then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, -g<guidance> (sampling); "
+        "the first arm is the reference of the paired differences",
     )  # fmt: skip
     parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
     parser.add_argument("--denoise-clips", type=int, default=32, help="val clips of the denoising error")
@@ -262,10 +426,17 @@ def main(argv: list[str] | None = None) -> dict:
     results["minus_first"] = {
         arm: paired_differences(arrays[arm], key, arrays[first], key, ecfg) for arm in args.arms[1:]
     }
+    # A -g arm also against its own model at the evaluation's guidance, where that arm ran too.
+    results["minus_own_model"] = {
+        arm: paired_differences(arrays[arm], key, arrays[model_arm(arm)], key, ecfg)
+        for arm in args.arms
+        if model_arm(arm) != arm and model_arm(arm) in args.arms and model_arm(arm) != first
+    }
     real_strip = [
-        to_uint8(v) for v in render_videos(val[:STRIP_PROMPTS], ecfg.long_frames, study.data.resolution)
+        to_uint8(v)[::STRIP_EVERY]
+        for v in render_videos(val[:STRIP_PROMPTS], ecfg.long_frames, study.data.resolution)
     ]
-    videos = {arm_label(arm): list(arrays[arm]["strip"]) for arm in args.arms}
+    videos = {arm_label(arm): list(arrays[arm]["strip"][:, ::STRIP_EVERY]) for arm in args.arms}
     reference_strip(args.out / "strip.png", captions[:STRIP_PROMPTS], real_strip, videos)
     plot(results, args.out / "base_sweep.png")
     (args.out / "base_sweep.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
@@ -275,27 +446,31 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    """Caption accuracy per attribute (mean and interval) against training steps (the v-prediction arms;
-    x-prediction arms as open markers), real clips dashed."""
+    """Caption accuracy per attribute (mean and interval) against training samples (steps x batch): the
+    arms without options joined by lines, every other option set its own marker; real clips dashed."""
     fig, ax = plt.subplots(figsize=(8, 4))
+    groups: dict[tuple, list[str]] = {}
+    for arm in results["arms"]:
+        groups.setdefault(tuple(sorted(parse_arm(arm)[1].items())), []).append(arm)
+    markers = "osD^vP*X"
     for i, name in enumerate(("caption_shape", "caption_motion", "caption_size", "caption_colour")):
         colour = f"C{i}"
-        for x_pred in (False, True):
-            arms = [a for a in results["arms"] if a.endswith("-x") == x_pred]
-            if not arms:
-                continue
+        for j, (options, arms) in enumerate(groups.items()):
             runs = [results["runs"][a]["quality"] for a in arms]
-            steps = [int(ARM.fullmatch(a)[1]) for a in arms]
             means = [r[name] for r in runs]
             errors = [
                 [r[name] - r[f"{name}_ci"][0] for r in runs],
                 [r[f"{name}_ci"][1] - r[name] for r in runs],
             ]
-            label = name.removeprefix("caption_") + (" (x-prediction)" if x_pred else "")
-            ax.errorbar(steps, means, yerr=errors, capsize=3, color=colour, marker="o", label=label,
-                        linestyle="none" if x_pred else "-", mfc="none" if x_pred else colour)  # fmt: skip
+            label = name.removeprefix("caption_")
+            if options:
+                label += " (" + ", ".join(OPTIONS[k][2](v) for k, v in options) + ")"
+            samples = [results["runs"][a]["train_samples"] for a in arms]
+            style = {"linestyle": "none", "mfc": "none"} if options else {"linestyle": "-", "mfc": colour}
+            style |= {"marker": markers[j % len(markers)], "capsize": 3, "color": colour, "label": label}
+            ax.errorbar(samples, means, yerr=errors, **style)
         ax.axhline(results["real"][name], color=colour, linestyle="--", linewidth=0.8)
-    ax.set_xlabel("base training steps")
+    ax.set_xlabel("base training samples (steps x batch)")
     ax.set_ylabel("caption accuracy (val; dashed: real clips)")
     ax.set_ylim(0, 1.02)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
@@ -321,7 +496,8 @@ def readme(results: dict, args) -> str:
         "# The base T2V model trained longer, or predicting clean latents (val prompts)",
         "",
         f"`{command}`: the base (`methods.entries.base`, the {args.profile} profile's settings with its "
-        "warm-up and cosine schedule stretched to each length; `-x`: `model.prediction: x`) streamed as "
+        "warm-up and cosine schedule stretched to each length; `-x`: `model.prediction: x`, `-b`: batch, "
+        "`-lr`: learning rate, `-d`: `model.dim`, `-g`: the guidance scale of sampling) streamed as "
         "uniform clips from the same noise on the first val prompts, scored by the study's evaluation "
         "(docs/metrics.md) against the val scenes' real streams. Training seconds as measured in each run "
         "(runs that shared the machine with other work are slower).",
@@ -358,6 +534,20 @@ def readme(results: dict, args) -> str:
             for word, row in runs[arm]["word_sensitivity"].items()
         ],
     )
+    from_level = [(label, runs[arm]["shape_from_level"]) for arm, label in zip(arms, labels, strict=True)
+                  if "shape_from_level" in runs[arm]]  # fmt: skip
+    if from_level:
+        levels = list(from_level[0][1])
+        lines += table(
+            f"Where the shape is decided ({SENSITIVITY_SCENES} one-object val scenes, 16 frames as two "
+            "buffers): the real clips noised to level t and denoised from there by the model (its "
+            "sampling grid and guidance), under their own caption (`own`: the classifier's shape accuracy) "
+            "and under the caption with the next shape word (`swapped`: shape accuracy against the scene "
+            "that caption names). From t = 1 the model draws the shape alone: the caption accuracy above.",
+            ["", *(f"t = {t} {which}" for t in levels for which in ("own", "swapped"))],
+            [[label, *(f"{row[t][which]:.2f}" for t in levels for which in ("own", "swapped"))]
+             for label, row in from_level],
+        )  # fmt: skip
     shapes = list(results["real_shape_by_caption"])
     by_caption = [("real", results["real_shape_by_caption"])]
     by_caption += [(label, runs[arm]["shape_by_caption"]) for arm, label in zip(arms, labels, strict=True)]
@@ -367,6 +557,21 @@ def readme(results: dict, args) -> str:
         ["", *shapes],
         [[label, *(f"{row[k]:.2f}" for k in shapes)] for label, row in by_caption],
     )
+    own = [(label, runs[arm]["autoencoder"]) for arm, label in zip(arms, labels, strict=True)
+           if "autoencoder" in runs[arm]]  # fmt: skip
+    if own:
+        lines += table(
+            "The autoencoders of the `-f` arms (the study's first stages, trained as its `autoencoder` "
+            "stage; val clips): reconstruction PSNR and the world classifier's shape accuracy on decoded "
+            "against real clips:",
+            ["", "latent cells", "parameters", "train s", "PSNR dB", "shape decoded", "shape real"],
+            [
+                [label, "x".join(map(str, a["latent_shape"])), str(a["parameters"]), f"{a['seconds']:.0f}",
+                 f"{a['val']['psnr_db']:.2f}", f"{a['val']['accuracy_decoded']['shape']:.3f}",
+                 f"{a['val']['accuracy_real']['shape']:.3f}"]
+                for label, a in own
+            ],
+        )  # fmt: skip
     noisy = results["decoder_under_noise"]
     attributes = list(noisy[str(NOISE_SIGMAS[0])])
     lines += table(
@@ -380,9 +585,13 @@ def readme(results: dict, args) -> str:
         lines += difference_block(
             f"{label} minus {labels[0]}", results["minus_first"][arm], measures, label, labels[0]
         )
+    for arm, diff in results["minus_own_model"].items():
+        label, own = runs[arm]["label"], runs[model_arm(arm)]["label"]
+        lines += difference_block(f"{label} minus {own}", diff, measures, label, own)
     lines += [
         "",
-        f"The first {STRIP_PROMPTS} streams of each arm under the real clips: [strip.png](strip.png).",
+        f"The first {STRIP_PROMPTS} streams of each arm (every {STRIP_EVERY}th frame) under the real clips: "
+        "[strip.png](strip.png).",
     ]
     return "\n".join(lines) + "\n"
 
