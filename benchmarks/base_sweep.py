@@ -7,14 +7,17 @@ the base T2V model every row fine-tunes from. This trains the base (``methods.en
 profile: the study's settings, its warm-up and cosine schedule stretched to each length) once per arm:
 ``STEPS`` (that many steps), then any of ``-x`` (``model.prediction: x``: the network outputs the clean
 latents, turned into the velocity, docs/method.md), ``-b<batch>``, ``-lr<learning rate>``, ``-d<width>``
-(``model.dim``) and ``-g<guidance>`` (sampling only: the model of the arm without it, streamed with that
-guidance scale instead of the evaluation's). Each streams with the base's own scheme (uniform
-clips, ``[0, 1, 8, 16]``) from the same noise on the first ``--prompts`` val prompts, scored by the
-study's evaluation (``evaluate.evaluate_model``: per-attribute caption accuracy from the world
-classifier, subject consistency, FVD / KID against the val scenes' real streams). It also measures how
-well each model denoises in one call: the RMSE of its clean-latent prediction at level ``t`` against
-the noisy input's own RMSE, on val clips, and what white noise of that size in the latents does to the
-decoded attributes. Paired bootstrap intervals of each arm minus the first on
+(``model.dim``), ``-s<shift>`` (``train.time_shift`` alone: where the training levels lie), ``-f<2|4>``
+(latents of a world autoencoder of that compression) and ``-g<guidance>`` (sampling only: the model of
+the arm without it, streamed with that guidance scale instead of the evaluation's). Each streams with
+the base's own scheme (uniform clips, ``[0, 1, 8, 16]``) from the same noise on the first
+``--prompts`` val prompts, scored by the study's evaluation (``evaluate.evaluate_model``:
+per-attribute caption accuracy from the world classifier, subject consistency, FVD / KID against the
+val scenes' real streams). It also measures how well each model denoises in one call (the RMSE of its
+clean-latent prediction at level ``t`` against the noisy input's own RMSE, on val clips), how its
+prediction answers a changed shape or colour word, where the shape is decided (``shape_from_level``),
+and what white noise in the latents does to the decoded attributes. Paired bootstrap intervals of
+each arm minus the first (and of a ``-g`` arm minus its own model) on
 the same prompts and noise. Val only: the study reports on test.
 
     python benchmarks/base_sweep.py [--arms 1000 2000 3000 1000-x 1000-g6 1000-f4] [--prompts 64]
@@ -66,7 +69,9 @@ STRIP_EVERY = 4  # the strip shows every 4th frame of each stream
 NOISE_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5)  # latent noise of the decoder probe (latents of unit variance)
 
 
-# An arm: STEPS, then any of -x (x-prediction), -b<batch>, -lr<learning rate>, -d<model width>, and
+# An arm: STEPS, then any of -x (x-prediction), -b<batch>, -lr<learning rate>, -d<model width>,
+# -s<time shift of the training levels> (sampling keeps the study's grid: more or less training at high
+# noise for the uniform clip model, whose every level pattern any shift covers), and
 # -g<guidance> (sampling only: the same model as the arm without it, streamed with that guidance scale),
 # -f<factor> (2 or 4: latents of a world autoencoder with that spatial compression instead of the study's
 # 8x, its first log2(factor) stages, trained for the arm; the DiT's patch grows to keep 8x8 tokens a frame).
@@ -75,6 +80,7 @@ OPTIONS = {
     "b": (r"b(\d+)", lambda v: {"train": {"batch_size": int(v)}}, lambda v: f"batch {v}"),
     "lr": (r"lr(\d*\.?\d+)", lambda v: {"train": {"lr": float(v)}}, lambda v: f"lr {v}"),
     "d": (r"d(\d+)", lambda v: {"model": {"dim": int(v)}}, lambda v: f"width {v}"),
+    "s": (r"s(\d*\.?\d+)", lambda v: {"train": {"time_shift": float(v)}}, lambda v: f"training shift {v}"),
     "g": (r"g(\d*\.?\d+)", lambda v: {}, lambda v: f"guidance {v}"),
     "f": (r"f(2|4)", lambda v: {}, lambda v: f"{v}x latents"),  # set by factor_overrides (needs the config)
 }
@@ -95,7 +101,7 @@ def parse_arm(arm: str) -> tuple[int, dict[str, str]]:
     if not head.isdigit() or int(head) < 1:
         raise ValueError(
             f"arm {arm!r}: give STEPS then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, "
-            "-g<guidance>, each once, e.g. 1000, 1000-x, 2000-b8, 1000-lr0.004, 1000-g6"
+            "-s<shift>, -f<2|4>, -g<guidance>, each once, e.g. 1000, 1000-x, 2000-b8, 1000-lr0.004, 1000-g6"
         )
     return int(head), found
 
@@ -388,7 +394,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="benchmarks/base_sweep.py", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--arms", nargs="+", default=["1000", "2000", "3000", "1000-x"],
-        help="STEPS, then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, -g<guidance> (sampling); "
+        help="STEPS, then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, -s<training time shift>, "
+        "-f<2|4> (latent compression), -g<guidance> (sampling); "
         "the first arm is the reference of the paired differences",
     )  # fmt: skip
     parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
@@ -497,7 +504,8 @@ def readme(results: dict, args) -> str:
         "",
         f"`{command}`: the base (`methods.entries.base`, the {args.profile} profile's settings with its "
         "warm-up and cosine schedule stretched to each length; `-x`: `model.prediction: x`, `-b`: batch, "
-        "`-lr`: learning rate, `-d`: `model.dim`, `-g`: the guidance scale of sampling) streamed as "
+        "`-lr`: learning rate, `-d`: `model.dim`, `-s`: `train.time_shift`, `-g`: the guidance scale of "
+        "sampling) streamed as "
         "uniform clips from the same noise on the first val prompts, scored by the study's evaluation "
         "(docs/metrics.md) against the val scenes' real streams. Training seconds as measured in each run "
         "(runs that shared the machine with other work are slower).",
