@@ -44,6 +44,7 @@ import torch
 from sweep_table import cell, difference_block, evaluate_on_val, load_trained, val_setup
 
 from streamdit.autoencoder_training import autoencoder_stage
+from streamdit.config import load_config
 from streamdit.data import WorldClips, clip_batch, file_digest, load_split, world_settings
 from streamdit.evaluate import render_videos
 from streamdit.evaluators import attribute_accuracy
@@ -132,6 +133,17 @@ def factor_overrides(factor: int, cfg) -> dict:
     }
 
 
+def arm_config(arm: str, study, profile: str):
+    """The base's run configuration for ``arm`` (``study``: the profile's config, for ``-f``); ValueError
+    where the arm's settings are not a valid configuration."""
+    overrides = arm_overrides(arm)
+    factor = parse_arm(arm)[1].get("f")
+    if factor is not None:
+        for section, values in factor_overrides(int(factor), study).items():
+            overrides[section] = {**overrides.get(section, {}), **values}
+    return method_config("params.yaml", profile, "base", overrides)[0]
+
+
 def arm_space(cfg, factor: int, evaluators_dir: str = "models/evaluators") -> tuple[Path, Path, dict]:
     """The autoencoder file, the latents folder and the metrics of the ``-f<factor>`` arms' world
     autoencoder (``cfg.autoencoder``): trained, normalised and scored by the study's
@@ -156,8 +168,17 @@ def arm_guidance(arm: str, default: float) -> float:
 
 
 def model_arm(arm: str) -> str:
-    """The arm whose model ``arm`` streams: itself without its ``-g`` (sampling) option."""
-    return "-".join(part for part in arm.split("-") if not re.fullmatch(OPTIONS["g"][0], part))
+    """The arm whose model ``arm`` streams: itself without its ``-g`` (sampling) option, its options in the
+    order of ``OPTIONS`` (``1000-b8-x-g6`` -> ``1000-x-b8``)."""
+    steps, options = parse_arm(arm)
+    return "-".join(
+        [str(steps), *(part_of(name, options[name]) for name in OPTIONS if name in options and name != "g")]
+    )
+
+
+def part_of(name: str, value: str) -> str:
+    """The text of option ``name`` with ``value`` in an arm (``x`` has none)."""
+    return name if name == "x" else f"{name}{value}"
 
 
 def arm_label(arm: str) -> str:
@@ -327,12 +348,8 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     sensitivity: its results entry and its per-prompt arrays, whose ``strip`` holds its first streams as
     uint8."""
     study, device, ecfg, scenes, encoder, judges, captions = setup
-    overrides = arm_overrides(arm)
     factor = parse_arm(arm)[1].get("f")
-    if factor is not None:
-        for section, values in factor_overrides(int(factor), study).items():
-            overrides[section] = {**overrides.get(section, {}), **values}
-    cfg, _ = method_config("params.yaml", args.profile, "base", overrides)
+    cfg = arm_config(arm, study, args.profile)
     spaces: dict = {}  # the study's autoencoder and latents, or the arm's own
     if factor is not None:
         spaces["autoencoder_path"], spaces["latents_dir"], autoencoder = arm_space(cfg, int(factor))
@@ -404,12 +421,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("reports/base_sweep"))
     parser.add_argument("--profile", default="cpu")
     args = parser.parse_args(argv)
-    try:
-        [arm_overrides(arm) for arm in args.arms]
+    try:  # every arm's configuration, before hours of training
+        study = load_config("params.yaml", args.profile)
+        [arm_config(arm, study, args.profile) for arm in args.arms]
     except ValueError as err:
         parser.error(str(err))
-    if len(set(args.arms)) != len(args.arms):
-        parser.error(f"--arms must be distinct, got {args.arms}")
+    same = {(model_arm(arm), parse_arm(arm)[1].get("g")) for arm in args.arms}
+    if len(same) != len(args.arms):
+        parser.error(f"--arms must be distinct (options in any order count once), got {args.arms}")
     args.out.mkdir(parents=True, exist_ok=True)
     MODELS.mkdir(parents=True, exist_ok=True)
     study, device, ecfg, scenes, encoder, judges = val_setup(args.profile, args.prompts)
@@ -422,7 +441,7 @@ def main(argv: list[str] | None = None) -> dict:
     for arm in args.arms:
         results["runs"][arm], arrays[arm] = run_arm(arm, args, setup)
     results["real"] = results["runs"][args.arms[0]]["real"]
-    _, space = load_trained(MODELS / f"base_{args.arms[0]}.pt", device)
+    _, space = load_trained(MODELS / f"base_{model_arm(args.arms[0])}.pt", device)  # the first arm's space
     results["decoder_under_noise"] = decoder_under_noise(
         space, judges.classifier, Path(study.data_dir), args.noise_clips, NOISE_SIGMAS, device
     )
@@ -500,12 +519,12 @@ def readme(results: dict, args) -> str:
     labels = [runs[arm]["label"] for arm in arms]
     command = f"python benchmarks/base_sweep.py --arms {' '.join(arms)} --prompts {args.prompts}"
     lines = [
-        "# The base T2V model trained longer, or predicting clean latents (val prompts)",
+        "# The base T2V model: training length, objective, settings, sampling and latent space (val prompts)",
         "",
         f"`{command}`: the base (`methods.entries.base`, the {args.profile} profile's settings with its "
         "warm-up and cosine schedule stretched to each length; `-x`: `model.prediction: x`, `-b`: batch, "
-        "`-lr`: learning rate, `-d`: `model.dim`, `-s`: `train.time_shift`, `-g`: the guidance scale of "
-        "sampling) streamed as "
+        "`-lr`: learning rate, `-d`: `model.dim`, `-s`: `train.time_shift`, `-f`: latents of a world "
+        "autoencoder of that compression, `-g`: the guidance scale of sampling) streamed as "
         "uniform clips from the same noise on the first val prompts, scored by the study's evaluation "
         "(docs/metrics.md) against the val scenes' real streams. Training seconds as measured in each run "
         "(runs that shared the machine with other work are slower).",
