@@ -152,8 +152,8 @@ def arm_space(cfg, factor: int, evaluators_dir: str = "models/evaluators") -> tu
     kept = MODELS / f"autoencoder_f{factor}.json"
     key = json.loads(json.dumps({"world": world_settings(cfg.data_dir), "autoencoder": vars(cfg.autoencoder)},
                                 default=str))  # fmt: skip
-    if kept.is_file() and path.is_file() and json.loads(kept.read_text())["key"] == key:
-        return path, latents, json.loads(kept.read_text())["metrics"]
+    if kept.is_file() and path.is_file() and (stored := json.loads(kept.read_text()))["key"] == key:
+        return path, latents, stored["metrics"]
     print(f"== the {factor}x world autoencoder -> {path}", flush=True)
     metrics = autoencoder_stage(cfg, path, latents, evaluators_dir, MODELS / f"autoencoder_f{factor}",
                                 progress=True)  # fmt: skip
@@ -358,6 +358,7 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     print(f"== base, {arm_label(arm)} -> {model_path}", flush=True)
     summary = train(cfg, model_path, progress=True, **spaces)
     model, space = load_trained(model_path, device)
+    digest = file_digest(model_path, "base")  # what the kept measures of this model are keyed on
     one_object = [s for s in scenes["test"] if len(s.objects) == 1][:SENSITIVITY_SCENES]
     sensitivity = word_sensitivity(
         model, space, encoder, one_object, study.data.resolution, study.seed, device
@@ -365,7 +366,7 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     unkept = {"word_sensitivity": sensitivity, "train_samples": cfg.train.steps * cfg.train.batch_size}
     if "g" not in parse_arm(arm)[1]:  # a model's own measure, at the evaluation's guidance
         shift, T = cfg.sample.time_shift, cfg.sample.parsed_scheme.T
-        key = {"model": file_digest(model_path, "base"), "guidance": ecfg.cfg_scale, "shift": shift, "T": T,
+        key = {"model": digest, "guidance": ecfg.cfg_scale, "shift": shift, "T": T,
                "from": FROM_INDICES, "scenes": len(one_object), "seed": study.seed}  # fmt: skip
         unkept["shape_from_level"] = kept_measure(
             MODELS / f"base_{arm}.from_level.json",
@@ -379,7 +380,7 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     kept_json, kept_arrays = MODELS / f"{stem}.json", MODELS / f"{stem}.npz"
     # Everything the kept evaluation depends on besides the code: the model's bytes and the settings.
     key = json.loads(json.dumps({
-        "model": file_digest(model_path, "base"),
+        "model": digest,
         "evaluate": dataclasses.asdict(ecfg),
         "denoise_clips": args.denoise_clips,
     }, default=str))  # fmt: skip
