@@ -7,8 +7,10 @@ the base T2V model every row fine-tunes from. This trains the base (``methods.en
 profile: the study's settings, its warm-up and cosine schedule stretched to each length) once per arm:
 ``STEPS`` (that many steps), then any of ``-x`` (``model.prediction: x``: the network outputs the clean
 latents, turned into the velocity, docs/method.md), ``-b<batch>``, ``-lr<learning rate>``, ``-d<width>``
-(``model.dim``), ``-s<shift>`` (``train.time_shift`` alone: where the training levels lie), ``-f<2|4>``
-(latents of a world autoencoder of that compression) and ``-g<guidance>`` (sampling only: the model of
+(``model.dim``), ``-L<depth>`` (``model.depth``), ``-s<shift>`` (``train.time_shift`` alone: where the
+training levels lie), ``-f<2|4>`` (latents of a world autoencoder of that compression), ``-i<steps>`` (an
+image phase first: that many steps on single frames in batches of batch x B frames, about the cost of a
+video step, then ``STEPS`` video steps from its weights) and ``-g<guidance>`` (sampling only: the model of
 the arm without it, streamed with that guidance scale instead of the evaluation's). Each streams with
 the base's own scheme (uniform clips, ``[0, 1, 8, 16]``) from the same noise on the first
 ``--prompts`` val prompts, scored by the study's evaluation (``evaluate.evaluate_model``:
@@ -44,6 +46,7 @@ import torch
 from sweep_table import cell, difference_block, evaluate_on_val, load_trained, val_setup
 
 from streamdit.autoencoder_training import autoencoder_stage
+from streamdit.checkpoint import atomic_save
 from streamdit.config import load_config
 from streamdit.data import WorldClips, clip_batch, file_digest, load_split, world_settings
 from streamdit.evaluate import render_videos
@@ -70,20 +73,23 @@ STRIP_EVERY = 4  # the strip shows every 4th frame of each stream
 NOISE_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5)  # latent noise of the decoder probe (latents of unit variance)
 
 
-# An arm: STEPS, then any of -x (x-prediction), -b<batch>, -lr<learning rate>, -d<model width>,
+# An arm: STEPS, then any of -x (x-prediction), -b<batch>, -lr<learning rate>, -d<model width>, -L<depth>,
 # -s<time shift of the training levels> (sampling keeps the study's grid: more or less training at high
 # noise for the uniform clip model, whose every level pattern any shift covers), and
 # -g<guidance> (sampling only: the same model as the arm without it, streamed with that guidance scale),
 # -f<factor> (2 or 4: latents of a world autoencoder with that spatial compression instead of the study's
-# 8x, its first log2(factor) stages, trained for the arm; the DiT's patch grows to keep 8x8 tokens a frame).
+# 8x, its first log2(factor) stages, trained for the arm; the DiT's patch grows to keep 8x8 tokens a frame),
+# -i<steps> (text-to-image steps on single frames before the STEPS video steps: image_config, image_phase).
 OPTIONS = {
     "x": (r"x", lambda v: {"model": {"prediction": "x"}}, lambda v: "x-prediction"),
     "b": (r"b(\d+)", lambda v: {"train": {"batch_size": int(v)}}, lambda v: f"batch {v}"),
     "lr": (r"lr(\d*\.?\d+)", lambda v: {"train": {"lr": float(v)}}, lambda v: f"lr {v}"),
     "d": (r"d(\d+)", lambda v: {"model": {"dim": int(v)}}, lambda v: f"width {v}"),
+    "L": (r"L(\d+)", lambda v: {"model": {"depth": int(v)}}, lambda v: f"depth {v}"),
     "s": (r"s(\d*\.?\d+)", lambda v: {"train": {"time_shift": float(v)}}, lambda v: f"training shift {v}"),
     "g": (r"g(\d*\.?\d+)", lambda v: {}, lambda v: f"guidance {v}"),
     "f": (r"f(2|4)", lambda v: {}, lambda v: f"{v}x latents"),  # set by factor_overrides (needs the config)
+    "i": (r"i(\d+)", lambda v: {}, lambda v: f"after {v} image steps"),  # image_phase
 }
 
 
@@ -102,7 +108,8 @@ def parse_arm(arm: str) -> tuple[int, dict[str, str]]:
     if not head.isdigit() or int(head) < 1:
         raise ValueError(
             f"arm {arm!r}: give STEPS then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, "
-            "-s<shift>, -f<2|4>, -g<guidance>, each once, e.g. 1000, 1000-x, 2000-b8, 1000-lr0.004, 1000-g6"
+            "-L<depth>, -s<shift>, -f<2|4>, -i<image steps>, -g<guidance>, each once, e.g. 1000, 1000-x, "
+            "500-i500"
         )
     return int(head), found
 
@@ -133,15 +140,56 @@ def factor_overrides(factor: int, cfg) -> dict:
     }
 
 
-def arm_config(arm: str, study, profile: str):
-    """The base's run configuration for ``arm`` (``study``: the profile's config, for ``-f``); ValueError
-    where the arm's settings are not a valid configuration."""
+def arm_config(arm: str, study, profile: str, extra: dict | None = None):
+    """The base's run configuration for ``arm`` (``study``: the profile's config, for ``-f``), then the
+    sections of ``extra``; ValueError where the settings are not a valid configuration."""
     overrides = arm_overrides(arm)
     factor = parse_arm(arm)[1].get("f")
     if factor is not None:
         for section, values in factor_overrides(int(factor), study).items():
             overrides[section] = {**overrides.get(section, {}), **values}
+    for section, values in (extra or {}).items():
+        overrides[section] = {**overrides.get(section, {}), **values}
     return method_config("params.yaml", profile, "base", overrides)[0]
+
+
+def image_config(arm: str, study, profile: str):
+    """The image phase of an ``-i<steps>`` arm: the arm's base on buffers of one frame (a text-to-image
+    model of the same weights) for that many steps, in batches of the arm's batch x its buffer length
+    frames, so that a step costs about what a video step costs (the same tokens, attention inside a frame
+    only); None for an arm without ``-i``."""
+    steps, options = parse_arm(arm)
+    if "i" not in options:
+        return None
+    video = arm_config(arm, study, profile)
+    if int(options["i"]) < 1:
+        raise ValueError(f"arm {arm!r}: -i needs at least 1 image step")
+    one = [0, 1, 1, video.sample.parsed_scheme.T]  # one frame through the video's T levels
+    return arm_config(arm, study, profile, {
+        "model": {"frames": 1},
+        "train": {"steps": int(options["i"]), "batch_size": video.train.batch_size * video.model.frames,
+                  "schemes": [one], "scheme_probs": [1.0]},
+        "sample": {"scheme": one}, "evaluate": {"schemes": [one]}, "distill": {"teacher": one},
+    })  # fmt: skip
+
+
+def image_phase(arm: str, study, profile: str, spaces: dict) -> Path:
+    """Train (or resume) the image phase of an ``-i`` arm (``image_config``) and return its model file
+    widened to the video buffer, the video phase's ``train.finetune_from``: the same weights (the position
+    table is fixed and rebuilt from the frame count, whose first row is the image model's), the model
+    settings of the video model."""
+    cfg = image_config(arm, study, profile)
+    path = MODELS / f"image_{model_arm(arm)}.pt"
+    print(f"== image phase, {cfg.train.steps} steps of {cfg.train.batch_size} frames -> {path}", flush=True)
+    train(cfg, path, progress=True, **spaces)
+    widened = path.with_suffix(".video.pt")
+    if not widened.is_file() or widened.stat().st_mtime < path.stat().st_mtime:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        frames = arm_config(arm, study, profile).model.frames
+        state["model_config"] = {**state["model_config"], "frames": frames}
+        state["config"]["model"] = dict(state["model_config"])
+        atomic_save(state, widened)
+    return widened
 
 
 def arm_space(cfg, factor: int, evaluators_dir: str = "models/evaluators") -> tuple[Path, Path, dict]:
@@ -353,6 +401,10 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     spaces: dict = {}  # the study's autoencoder and latents, or the arm's own
     if factor is not None:
         spaces["autoencoder_path"], spaces["latents_dir"], autoencoder = arm_space(cfg, int(factor))
+    image_steps = int(parse_arm(arm)[1].get("i", 0))
+    if image_steps:  # the video phase fine-tunes the image phase's model
+        start = image_phase(arm, study, args.profile, spaces)
+        cfg = arm_config(arm, study, args.profile, {"train": {"finetune_from": str(start)}})
     ecfg = dataclasses.replace(ecfg, cfg_scale=arm_guidance(arm, ecfg.cfg_scale))
     model_path = MODELS / f"base_{model_arm(arm)}.pt"
     print(f"== base, {arm_label(arm)} -> {model_path}", flush=True)
@@ -363,7 +415,9 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     sensitivity = word_sensitivity(
         model, space, encoder, one_object, study.data.resolution, study.seed, device
     )
-    unkept = {"word_sensitivity": sensitivity, "train_samples": cfg.train.steps * cfg.train.batch_size}
+    # An image step (batch x B frames, the same tokens) counts as a step of the video batch.
+    samples = (cfg.train.steps + image_steps) * cfg.train.batch_size
+    unkept = {"word_sensitivity": sensitivity, "train_samples": samples}
     if "g" not in parse_arm(arm)[1]:  # a model's own measure, at the evaluation's guidance
         shift, T = cfg.sample.time_shift, cfg.sample.parsed_scheme.T
         key = {"model": digest, "guidance": ecfg.cfg_scale, "shift": shift, "T": T,
@@ -412,8 +466,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="benchmarks/base_sweep.py", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--arms", nargs="+", default=["1000", "2000", "3000", "1000-x"],
-        help="STEPS, then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, -s<training time shift>, "
-        "-f<2|4> (latent compression), -g<guidance> (sampling); "
+        help="STEPS, then any of -x (x-prediction), -b<batch>, -lr<lr>, -d<width>, -L<depth>, "
+        "-s<training time shift>, "
+        "-f<2|4> (latent compression), -i<image steps first>, -g<guidance> (sampling); "
         "the first arm is the reference of the paired differences",
     )  # fmt: skip
     parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
@@ -424,7 +479,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     try:  # every arm's configuration, before hours of training
         study = load_config("params.yaml", args.profile)
-        [arm_config(arm, study, args.profile) for arm in args.arms]
+        [(arm_config(arm, study, args.profile), image_config(arm, study, args.profile)) for arm in args.arms]
     except ValueError as err:
         parser.error(str(err))
     same = {(model_arm(arm), parse_arm(arm)[1].get("g")) for arm in args.arms}
@@ -524,11 +579,12 @@ def readme(results: dict, args) -> str:
         "",
         f"`{command}`: the base (`methods.entries.base`, the {args.profile} profile's settings with its "
         "warm-up and cosine schedule stretched to each length; `-x`: `model.prediction: x`, `-b`: batch, "
-        "`-lr`: learning rate, `-d`: `model.dim`, `-s`: `train.time_shift`, `-f`: latents of a world "
-        "autoencoder of that compression, `-g`: the guidance scale of sampling) streamed as "
-        "uniform clips from the same noise on the first val prompts, scored by the study's evaluation "
-        "(docs/metrics.md) against the val scenes' real streams. Training seconds as measured in each run "
-        "(runs that shared the machine with other work are slower).",
+        "`-lr`: learning rate, `-d`: `model.dim`, `-L`: `model.depth`, `-s`: `train.time_shift`, `-f`: "
+        "latents of a world autoencoder of that compression, `-i`: that many text-to-image steps on single "
+        "frames (batches of batch x B frames, the tokens of a video step) before the video steps, `-g`: the "
+        "guidance scale of sampling) streamed as uniform clips from the same noise on the first val prompts, "
+        "scored by the study's evaluation (docs/metrics.md) against the val scenes' real streams. Training "
+        "seconds as measured in each run (runs that shared the machine with other work are slower).",
         "",
         "![caption accuracy against training steps](base_sweep.png)",
     ]
