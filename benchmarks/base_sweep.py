@@ -173,15 +173,15 @@ def image_config(arm: str, study, profile: str):
     })  # fmt: skip
 
 
-def image_phase(arm: str, study, profile: str, spaces: dict) -> Path:
-    """Train (or resume) the image phase of an ``-i`` arm (``image_config``) and return its model file
-    widened to the video buffer, the video phase's ``train.finetune_from``: the same weights (the position
-    table is fixed and rebuilt from the frame count, whose first row is the image model's), the model
-    settings of the video model."""
+def image_phase(arm: str, study, profile: str, spaces: dict) -> tuple[Path, float]:
+    """Train (or resume) the image phase of an ``-i`` arm (``image_config``); its model file widened to
+    the video buffer, the video phase's ``train.finetune_from`` (the same weights: the position table is
+    fixed and rebuilt from the frame count, whose first row is the image model's; the model settings of
+    the video model), and its training seconds."""
     cfg = image_config(arm, study, profile)
     path = MODELS / f"image_{model_arm(arm)}.pt"
     print(f"== image phase, {cfg.train.steps} steps of {cfg.train.batch_size} frames -> {path}", flush=True)
-    train(cfg, path, progress=True, **spaces)
+    seconds = train(cfg, path, progress=True, **spaces)["train_seconds"]
     widened = path.with_suffix(".video.pt")
     if not widened.is_file() or widened.stat().st_mtime < path.stat().st_mtime:
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -189,7 +189,7 @@ def image_phase(arm: str, study, profile: str, spaces: dict) -> Path:
         state["model_config"] = {**state["model_config"], "frames": frames}
         state["config"]["model"] = dict(state["model_config"])
         atomic_save(state, widened)
-    return widened
+    return widened, seconds
 
 
 def arm_space(cfg, factor: int, evaluators_dir: str = "models/evaluators") -> tuple[Path, Path, dict]:
@@ -401,9 +401,9 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     spaces: dict = {}  # the study's autoencoder and latents, or the arm's own
     if factor is not None:
         spaces["autoencoder_path"], spaces["latents_dir"], autoencoder = arm_space(cfg, int(factor))
-    image_steps = int(parse_arm(arm)[1].get("i", 0))
+    image_steps, image_seconds = int(parse_arm(arm)[1].get("i", 0)), 0.0
     if image_steps:  # the video phase fine-tunes the image phase's model
-        start = image_phase(arm, study, args.profile, spaces)
+        start, image_seconds = image_phase(arm, study, args.profile, spaces)
         cfg = arm_config(arm, study, args.profile, {"train": {"finetune_from": str(start)}})
     ecfg = dataclasses.replace(ecfg, cfg_scale=arm_guidance(arm, ecfg.cfg_scale))
     model_path = MODELS / f"base_{model_arm(arm)}.pt"
@@ -417,7 +417,7 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
     )
     # An image step (batch x B frames, the same tokens) counts as a step of the video batch.
     samples = (cfg.train.steps + image_steps) * cfg.train.batch_size
-    unkept = {"word_sensitivity": sensitivity, "train_samples": samples}
+    unkept = {"word_sensitivity": sensitivity, "train_samples": samples, "image_seconds": image_seconds}
     if "g" not in parse_arm(arm)[1]:  # a model's own measure, at the evaluation's guidance
         shift, T = cfg.sample.time_shift, cfg.sample.parsed_scheme.T
         key = {"model": digest, "guidance": ecfg.cfg_scale, "shift": shift, "T": T,
@@ -584,7 +584,8 @@ def readme(results: dict, args) -> str:
         "frames (batches of batch x B frames, the tokens of a video step) before the video steps, `-g`: the "
         "guidance scale of sampling) streamed as uniform clips from the same noise on the first val prompts, "
         "scored by the study's evaluation (docs/metrics.md) against the val scenes' real streams. Training "
-        "seconds as measured in each run (runs that shared the machine with other work are slower).",
+        "seconds as measured in each run, an image phase's included (runs that shared the machine with "
+        "other work are slower).",
         "",
         "![caption accuracy against training steps](base_sweep.png)",
     ]
@@ -593,8 +594,8 @@ def readme(results: dict, args) -> str:
         ["", "train s", "last loss", *SHOWN],
         [["real", "-", "-", *(cell(results["real"], n) for n in SHOWN)]]
         + [
-            [label, f"{runs[arm]['train_seconds']:.0f}", f"{runs[arm]['loss_last']:.3f}",
-             *(cell(runs[arm]["quality"], n) for n in SHOWN)]
+            [label, f"{runs[arm]['train_seconds'] + runs[arm]['image_seconds']:.0f}",
+             f"{runs[arm]['loss_last']:.3f}", *(cell(runs[arm]["quality"], n) for n in SHOWN)]
             for arm, label in zip(arms, labels, strict=True)
         ],
     )  # fmt: skip
