@@ -19,11 +19,11 @@ val scenes' real streams). It also measures how well each model denoises in one 
 clean-latent prediction at level ``t`` against the noisy input's own RMSE, on val clips), how its
 prediction answers a changed shape or colour word, where the shape is decided (``shape_from_level``),
 and what white noise in the latents does to the decoded attributes. Paired bootstrap intervals of
-each arm minus the first (and of a ``-g`` arm minus its own model) on
+each arm minus the first (and of a ``-g`` arm minus its own model, and of the ``--pairs``) on
 the same prompts and noise. Val only: the study reports on test.
 
     python benchmarks/base_sweep.py [--arms 1000 2000 3000 1000-x 1000-g6 1000-f4] [--prompts 64]
-                                    [--out reports/base_sweep]
+                                    [--pairs 1000-d96-L8:2000] [--out reports/base_sweep]
 
 Needs the study's data, evaluators and autoencoder (``dvc repro autoencoder``). A run that has finished
 (``runs/train/<key>/``, e.g. the study's base at its own length) is not trained again and a killed one
@@ -158,7 +158,7 @@ def image_config(arm: str, study, profile: str):
     model of the same weights) for that many steps, in batches of the arm's batch x its buffer length
     frames, so that a step costs about what a video step costs (the same tokens, attention inside a frame
     only); None for an arm without ``-i``."""
-    steps, options = parse_arm(arm)
+    options = parse_arm(arm)[1]
     if "i" not in options:
         return None
     video = arm_config(arm, study, profile)
@@ -471,6 +471,11 @@ def main(argv: list[str] | None = None) -> dict:
         "-f<2|4> (latent compression), -i<image steps first>, -g<guidance> (sampling); "
         "the first arm is the reference of the paired differences",
     )  # fmt: skip
+    parser.add_argument(
+        "--pairs", nargs="*", default=[], metavar="A:B",
+        help="more paired differences, arm A minus arm B (both in --arms), e.g. 1000-d96-L8:2000 for two "
+        "arms of about the same training time",
+    )  # fmt: skip
     parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
     parser.add_argument("--denoise-clips", type=int, default=32, help="val clips of the denoising error")
     parser.add_argument("--noise-clips", type=int, default=200, help="val clips of the decoder probe")
@@ -482,6 +487,9 @@ def main(argv: list[str] | None = None) -> dict:
         [(arm_config(arm, study, args.profile), image_config(arm, study, args.profile)) for arm in args.arms]
     except ValueError as err:
         parser.error(str(err))
+    pairs = [tuple(pair.split(":")) for pair in args.pairs]
+    if any(len(pair) != 2 or not set(pair) <= set(args.arms) for pair in pairs):
+        parser.error(f"--pairs takes A:B with A and B among --arms, got {args.pairs}")
     same = {(model_arm(arm), parse_arm(arm)[1].get("g")) for arm in args.arms}
     if len(same) != len(args.arms):
         parser.error(f"--arms must be distinct (options in any order count once), got {args.arms}")
@@ -513,6 +521,9 @@ def main(argv: list[str] | None = None) -> dict:
         arm: paired_differences(arrays[arm], key, arrays[model_arm(arm)], key, ecfg)
         for arm in args.arms
         if model_arm(arm) != arm and model_arm(arm) in args.arms and model_arm(arm) != first
+    }
+    results["pairs"] = {
+        f"{a}:{b}": paired_differences(arrays[a], key, arrays[b], key, ecfg) for a, b in pairs
     }
     real_strip = [
         to_uint8(v)[::STRIP_EVERY]
@@ -574,6 +585,8 @@ def readme(results: dict, args) -> str:
     arms, runs = results["arms"], results["runs"]
     labels = [runs[arm]["label"] for arm in arms]
     command = f"python benchmarks/base_sweep.py --arms {' '.join(arms)} --prompts {args.prompts}"
+    if args.pairs:
+        command += f" --pairs {' '.join(args.pairs)}"
     lines = [
         "# The base T2V model: training length, objective, settings, sampling and latent space (val prompts)",
         "",
@@ -673,6 +686,9 @@ def readme(results: dict, args) -> str:
     for arm, diff in results["minus_own_model"].items():
         label, own = runs[arm]["label"], runs[model_arm(arm)]["label"]
         lines += difference_block(f"{label} minus {own}", diff, measures, label, own)
+    for pair, diff in results["pairs"].items():
+        a, b = (runs[arm]["label"] for arm in pair.split(":"))
+        lines += difference_block(f"{a} minus {b}", diff, measures, a, b)
     lines += [
         "",
         f"The first {STRIP_PROMPTS} streams of each arm (every {STRIP_EVERY}th frame) under the real clips: "
