@@ -540,13 +540,17 @@ def main(argv: list[str] | None = None) -> dict:
 
 def plot(results: dict, path: Path) -> None:
     """Caption accuracy per attribute (mean and interval) against training samples (steps x batch): the
-    arms without options joined by lines, every other option set its own marker; real clips dashed."""
-    fig, ax = plt.subplots(figsize=(8, 4))
+    arms without options joined by lines, every other option set its own marker; real clips dashed. One
+    legend says the attributes (colours), another the option sets (markers)."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     groups: dict[tuple, list[str]] = {}
     for arm in results["arms"]:
         groups.setdefault(tuple(sorted(parse_arm(arm)[1].items())), []).append(arm)
-    markers = "osD^vP*X"
-    for i, name in enumerate(("caption_shape", "caption_motion", "caption_size", "caption_colour")):
+    markers = "osD^vP*XhpH<>d"
+    names = ("caption_shape", "caption_motion", "caption_size", "caption_colour")
+    for i, name in enumerate(names):
         colour = f"C{i}"
         for j, (options, arms) in enumerate(groups.items()):
             runs = [results["runs"][a]["quality"] for a in arms]
@@ -555,18 +559,26 @@ def plot(results: dict, path: Path) -> None:
                 [r[name] - r[f"{name}_ci"][0] for r in runs],
                 [r[f"{name}_ci"][1] - r[name] for r in runs],
             ]
-            label = name.removeprefix("caption_")
-            if options:
-                label += " (" + ", ".join(OPTIONS[k][2](v) for k, v in options) + ")"
             samples = [results["runs"][a]["train_samples"] for a in arms]
             style = {"linestyle": "none", "mfc": "none"} if options else {"linestyle": "-", "mfc": colour}
-            style |= {"marker": markers[j % len(markers)], "capsize": 3, "color": colour, "label": label}
+            style |= {"marker": markers[j % len(markers)], "capsize": 3, "color": colour}
             ax.errorbar(samples, means, yerr=errors, **style)
         ax.axhline(results["real"][name], color=colour, linestyle="--", linewidth=0.8)
-    ax.set_xlabel("base training samples (steps x batch)")
+    attributes = [
+        Line2D([], [], color=f"C{i}", label=name.removeprefix("caption_")) for i, name in enumerate(names)
+    ]
+    option_sets = [
+        Line2D([], [], color="k", marker=markers[j % len(markers)], linestyle="-" if not options else "none",
+               mfc="k" if not options else "none",
+               label=", ".join(OPTIONS[k][2](v) for k, v in options) if options else "steps alone")
+        for j, options in enumerate(groups)
+    ]  # fmt: skip
+    first = ax.legend(handles=attributes, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)
+    ax.add_artist(first)
+    ax.legend(handles=option_sets, loc="lower left", bbox_to_anchor=(1.02, 0.0), fontsize=7)
+    ax.set_xlabel("base training samples (steps x batch; an image step counts as a step)")
     ax.set_ylabel("caption accuracy (val; dashed: real clips)")
     ax.set_ylim(0, 1.02)
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
