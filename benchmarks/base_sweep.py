@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 from sweep_table import cell, difference_block, evaluate_on_val, load_trained, val_setup
 
 from streamdit.autoencoder_training import autoencoder_stage
@@ -89,7 +90,7 @@ OPTIONS = {
     "s": (r"s(\d*\.?\d+)", lambda v: {"train": {"time_shift": float(v)}}, lambda v: f"training shift {v}"),
     "g": (r"g(\d*\.?\d+)", lambda v: {}, lambda v: f"guidance {v}"),
     "f": (r"f(2|4)", lambda v: {}, lambda v: f"{v}x latents"),  # set by factor_overrides (needs the config)
-    "i": (r"i(\d+)", lambda v: {}, lambda v: f"after {v} image steps"),  # image_phase
+    "i": (r"i([1-9]\d*)", lambda v: {}, lambda v: f"after {v} image steps"),  # image_phase
 }
 
 
@@ -153,17 +154,14 @@ def arm_config(arm: str, study, profile: str, extra: dict | None = None):
     return method_config("params.yaml", profile, "base", overrides)[0]
 
 
-def image_config(arm: str, study, profile: str):
-    """The image phase of an ``-i<steps>`` arm: the arm's base on buffers of one frame (a text-to-image
-    model of the same weights) for that many steps, in batches of the arm's batch x its buffer length
-    frames, so that a step costs about what a video step costs (the same tokens, attention inside a frame
-    only); None for an arm without ``-i``."""
+def image_config(arm: str, video, study, profile: str):
+    """The image phase of an ``-i<steps>`` arm whose video run is ``video`` (``arm_config``): the arm's
+    base on buffers of one frame (a text-to-image model of the same weights) for that many steps, in
+    batches of the video's batch x buffer length frames, so that a step costs about what a video step
+    costs (the same tokens, attention inside a frame only); None for an arm without ``-i``."""
     options = parse_arm(arm)[1]
     if "i" not in options:
         return None
-    video = arm_config(arm, study, profile)
-    if int(options["i"]) < 1:
-        raise ValueError(f"arm {arm!r}: -i needs at least 1 image step")
     one = [0, 1, 1, video.sample.parsed_scheme.T]  # one frame through the video's T levels
     return arm_config(arm, study, profile, {
         "model": {"frames": 1},
@@ -173,22 +171,20 @@ def image_config(arm: str, study, profile: str):
     })  # fmt: skip
 
 
-def image_phase(arm: str, study, profile: str, spaces: dict) -> tuple[Path, float]:
+def image_phase(arm: str, video, study, profile: str, spaces: dict) -> tuple[Path, float]:
     """Train (or resume) the image phase of an ``-i`` arm (``image_config``); its model file widened to
     the video buffer, the video phase's ``train.finetune_from`` (the same weights: the position table is
     fixed and rebuilt from the frame count, whose first row is the image model's; the model settings of
-    the video model), and its training seconds."""
-    cfg = image_config(arm, study, profile)
+    the video model; rewritten every time, the same bytes), and its training seconds."""
+    cfg = image_config(arm, video, study, profile)
     path = MODELS / f"image_{model_arm(arm)}.pt"
     print(f"== image phase, {cfg.train.steps} steps of {cfg.train.batch_size} frames -> {path}", flush=True)
     seconds = train(cfg, path, progress=True, **spaces)["train_seconds"]
     widened = path.with_suffix(".video.pt")
-    if not widened.is_file() or widened.stat().st_mtime < path.stat().st_mtime:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        frames = arm_config(arm, study, profile).model.frames
-        state["model_config"] = {**state["model_config"], "frames": frames}
-        state["config"]["model"] = dict(state["model_config"])
-        atomic_save(state, widened)
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state["model_config"] = {**state["model_config"], "frames": video.model.frames}
+    state["config"]["model"] = dict(state["model_config"])
+    atomic_save(state, widened)
     return widened, seconds
 
 
@@ -403,7 +399,7 @@ def run_arm(arm: str, args, setup) -> tuple[dict, dict[str, np.ndarray]]:
         spaces["autoencoder_path"], spaces["latents_dir"], autoencoder = arm_space(cfg, int(factor))
     image_steps, image_seconds = int(parse_arm(arm)[1].get("i", 0)), 0.0
     if image_steps:  # the video phase fine-tunes the image phase's model
-        start, image_seconds = image_phase(arm, study, args.profile, spaces)
+        start, image_seconds = image_phase(arm, cfg, study, args.profile, spaces)
         cfg = arm_config(arm, study, args.profile, {"train": {"finetune_from": str(start)}})
     ecfg = dataclasses.replace(ecfg, cfg_scale=arm_guidance(arm, ecfg.cfg_scale))
     model_path = MODELS / f"base_{model_arm(arm)}.pt"
@@ -484,7 +480,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     try:  # every arm's configuration, before hours of training
         study = load_config("params.yaml", args.profile)
-        [(arm_config(arm, study, args.profile), image_config(arm, study, args.profile)) for arm in args.arms]
+        for arm in args.arms:
+            image_config(arm, arm_config(arm, study, args.profile), study, args.profile)
     except ValueError as err:
         parser.error(str(err))
     pairs = [tuple(pair.split(":")) for pair in args.pairs]
@@ -542,8 +539,6 @@ def plot(results: dict, path: Path) -> None:
     """Caption accuracy per attribute (mean and interval) against training samples (steps x batch): the
     arms without options joined by lines, every other option set its own marker; real clips dashed. One
     legend says the attributes (colours), another the option sets (markers)."""
-    from matplotlib.lines import Line2D
-
     fig, ax = plt.subplots(figsize=(9, 4.5))
     groups: dict[tuple, list[str]] = {}
     for arm in results["arms"]:
