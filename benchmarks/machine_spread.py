@@ -82,34 +82,29 @@ def settings_differences(a: dict, b: dict) -> list[str]:
     """Where two ``dvc.lock`` files record other code or settings for a stage both ran: its command, its
     parameters, or the md5 of a dependency in ``src/`` or ``notebooks/`` (data and models are compared
     elsewhere; their bytes follow the kernels)."""
-    out = []
-    for name in sorted(a["stages"].keys() & b["stages"].keys()):
-        sa, sb = a["stages"][name], b["stages"][name]
+
+    def settings(stage: dict) -> tuple:
         code = {
             d["path"]: d.get("md5")
-            for d in sa.get("deps", [])
+            for d in stage.get("deps", [])
             if d["path"].startswith(("src/", "notebooks/"))
         }
-        other = {
-            d["path"]: d.get("md5")
-            for d in sb.get("deps", [])
-            if d["path"].startswith(("src/", "notebooks/"))
-        }
-        if sa.get("cmd") != sb.get("cmd") or sa.get("params") != sb.get("params") or code != other:
-            out.append(name)
-    return out
+        return stage.get("cmd"), stage.get("params"), code
+
+    both = sorted(a["stages"].keys() & b["stages"].keys())
+    return [name for name in both if settings(a["stages"][name]) != settings(b["stages"][name])]
 
 
 def favours(name: str, d: dict) -> str:
-    """Which term of a paired difference a - b its interval favours: "a", "b", or "none" where it holds 0
-    (lower is better for ``LOWER_IS_BETTER``)."""
-    if d["low"] <= 0 <= d["high"]:
+    """Which term of a paired difference a - b (``metrics.paired_difference``) its verdict favours: "a",
+    "b", or "none" where the interval holds 0 (lower is better for ``LOWER_IS_BETTER``)."""
+    if d["verdict"] == "no difference":
         return "none"
-    return "a" if (d["low"] > 0) == (name not in LOWER_IS_BETTER) else "b"
+    return "a" if (d["verdict"] == "a > b") == (name not in LOWER_IS_BETTER) else "b"
 
 
-def interval(d: dict, scale: float = 1.0) -> str:
-    return f"{scale * d['diff']:+.3g} [{scale * d['low']:+.3g}, {scale * d['high']:+.3g}]"
+def interval(d: dict) -> str:
+    return f"{d['diff']:+.3g} [{d['low']:+.3g}, {d['high']:+.3g}]"
 
 
 def claim_pairs(m: dict) -> dict[str, tuple[str, str, str, dict]]:
@@ -413,8 +408,9 @@ def main(argv: list[str] | None = None) -> dict:
                "that_machine": args.that_machine}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "machine_spread.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "README.md").write_text(readme(result, args))
-    print(readme(result, args))
+    text = readme(result, args)
+    (args.out / "README.md").write_text(text)
+    print(text)
     return result
 
 
