@@ -10,7 +10,7 @@ streams, and gives every student's paired difference from the teacher (the DESIG
 accuracy within 3 points, FVD within +15%) and from the study's setting. Val only: the study reports
 on test.
 
-    python benchmarks/distill_val.py [--variants default lr1e-3 ...] [--prompts 64]
+    python benchmarks/distill_val.py [--variants default lr1e-3 ...] [--prompts 64] [--start teacher]
 
 ``no_startup`` (the best on val in reports/distill_val/) leaves a stream's start-up patterns out of the
 student's training, which the coverage check of tests/test_schedule_reference.py refuses for a stream
@@ -21,8 +21,9 @@ first buffer: "staggered" (the study's) or "teacher", the paper's start-up, a un
 teacher (guided, on its own grid) whose intermediate states fill the student's buffer
 (``handoff.HandoffStreamer``); with it a student never sees a start-up pattern, so ``no_startup`` is
 covered (reports/distill_handoff/: ``--variants default teacher_start no_startup
-no_startup_teacher_start --prompts 128 --out reports/distill_handoff``). Variants with the same
-`distill` overrides share one student.
+no_startup_teacher_start --prompts 128 --out reports/distill_handoff``). ``--start teacher`` streams every
+student as the study's `evaluate_student` stage does (from the teacher's clip) unless its variant names a
+start. Variants with the same `distill` overrides share one student.
 
 Needs the study's outputs (data, evaluators, autoencoder, the teacher). Writes the students to
 ``runs/distill_val/``, ``OUT/distill_val.json`` and ``OUT/README.md`` (``--out``, default
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--prompts", type=int, default=64, help="val prompts (default 64)")
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--start", choices=STARTS, default="staggered",
+                        help="how every student's streams fill their first buffer unless its variant says "
+                        "otherwise (default staggered; the study's evaluate_student: teacher)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if args.variants[0] != "default":
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     key, arrays = str(student_scheme), {}
     for name in args.variants:
         overrides = dict(VARIANTS[name])
-        start = overrides.pop("start", "staggered")
+        start = overrides.pop("start", args.start)
         variant = dataclasses.replace(dcfg, **overrides)
         # Variants that distil alike share the student of the first such variant.
         path = MODELS / f"{next(n for n, o in VARIANTS.items() if o == overrides)}.pt"
@@ -145,6 +149,7 @@ def readme(results: dict, args, student_scheme) -> str:
         "# Distillation settings (val prompts)",
         "",
         f"`python benchmarks/distill_val.py --variants {' '.join(args.variants)} --prompts {args.prompts}"
+        f"{'' if args.start == 'staggered' else f' --start {args.start}'}"
         f"{'' if args.out == DEFAULT_OUT else f' --out {args.out}'}`: "
         f"the study's teacher {t['scheme']} (guidance {t['cfg_scale']}; `models/streamdit.pt`, md5 "
         f"`{t['md5'][:8]}...`) distilled into {student_scheme} "
@@ -154,7 +159,7 @@ def readme(results: dict, args, student_scheme) -> str:
         "caption accuracy within 3 points of the teacher's, FVD within +15%. `start`: how a student's "
         'streams fill their first buffer ("staggered": from noise, as the study\'s; "teacher": from the '
         "teacher's guided uniform clip, the paper's start-up, `handoff.HandoffStreamer`); the teacher "
-        "streams as the study's.",
+        f"streams as the study's. Every student here starts {args.start!r} unless its variant names a start.",
         "",
         "| | overrides | " + " | ".join(SHOWN) + " | FVD vs teacher |",
         "|---" * (len(SHOWN) + 3) + "|",
