@@ -17,9 +17,9 @@ student's training, which the coverage check of tests/test_schedule_reference.py
 that starts from staggered noise; ``startup0.1`` and ``startup0.25`` keep a smaller share of them
 (reports/distill_startup/: ``--variants default no_startup startup0.1 startup0.25 --prompts 128 --out
 reports/distill_startup``; docs/results.md). A variant's ``start``: how its student's streams fill their
-first buffer: "staggered" (the study's) or "teacher", the paper's start-up, a uniform clip of the
-teacher (guided, on its own grid) whose intermediate states fill the student's buffer
-(``handoff.HandoffStreamer``); with it a student never sees a start-up pattern, so ``no_startup`` is
+first buffer: "staggered" (from noise) or "teacher" (the paper's start-up and the study's: a uniform clip of
+the teacher, guided, on its own grid, whose intermediate states fill the student's buffer,
+``handoff.HandoffStreamer``); with it a student never sees a start-up pattern, so ``no_startup`` is
 covered (reports/distill_handoff/: ``--variants default teacher_start no_startup
 no_startup_teacher_start --prompts 128 --out reports/distill_handoff``). ``--start teacher`` streams every
 student as the study's `evaluate_student` stage does (from the teacher's clip) unless its variant names a
@@ -157,8 +157,8 @@ def readme(results: dict, args, student_scheme) -> str:
         "streamed from the same noise on the first val prompts and scored by the study's evaluation "
         "against the val scenes' real streams (docs/metrics.md). DESIGN.md's targets for the student: "
         "caption accuracy within 3 points of the teacher's, FVD within +15%. `start`: how a student's "
-        'streams fill their first buffer ("staggered": from noise, as the study\'s; "teacher": from the '
-        "teacher's guided uniform clip, the paper's start-up, `handoff.HandoffStreamer`); the teacher "
+        'streams fill their first buffer ("staggered": from noise; "teacher": from the teacher\'s guided '
+        "uniform clip, the paper's start-up and the study's, `handoff.HandoffStreamer`); the teacher "
         f"streams as the study's. Every student here starts {args.start!r} unless its variant names a start.",
         "",
         "| | overrides | " + " | ".join(SHOWN) + " | FVD vs teacher |",
