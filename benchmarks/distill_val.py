@@ -11,6 +11,7 @@ accuracy within 3 points, FVD within +15%) and from the study's setting. Val onl
 on test.
 
     python benchmarks/distill_val.py [--variants default lr1e-3 ...] [--prompts 64] [--start teacher]
+        [--teacher runs/seed_spread/streamdit_seed1.pt]
 
 ``no_startup`` (the best on val in reports/distill_val/) leaves a stream's start-up patterns out of the
 student's training, which the coverage check of tests/test_schedule_reference.py refuses for a stream
@@ -23,7 +24,9 @@ the teacher, guided, on its own grid, whose intermediate states fill the student
 covered (reports/distill_handoff/: ``--variants default teacher_start no_startup
 no_startup_teacher_start --prompts 128 --out reports/distill_handoff``). ``--start teacher`` streams every
 student as the study's `evaluate_student` stage does (from the teacher's clip) unless its variant names a
-start. Variants with the same `distill` overrides share one student.
+start. Variants with the same `distill` overrides share one student. ``--teacher`` distils another
+teacher file of the study's settings instead, e.g. one of ``benchmarks/seed_spread.py``'s retrained
+teachers: is the student's gap a property of the distillation or of one teacher?
 
 Needs the study's outputs (data, evaluators, autoencoder, the teacher). Writes the students to
 ``runs/distill_val/``, ``OUT/distill_val.json`` and ``OUT/README.md`` (``--out``, default
@@ -77,8 +80,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--start", choices=STARTS, default="staggered",
                         help="how every student's streams fill their first buffer unless its variant says "
                         "otherwise (default staggered; the study's evaluate_student: teacher)")  # fmt: skip
+    parser.add_argument("--teacher", type=Path, default=TEACHER,
+                        help=f"the teacher's model file (default {TEACHER}, the study's)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    if not args.teacher.is_file():
+        raise SystemExit(f"no teacher at {args.teacher}")
+    teacher_path = args.teacher
+    # Another teacher's students go to a folder of their own: a student file names its variant only.
+    models = MODELS if teacher_path == TEACHER else MODELS / teacher_path.stem
     if args.variants[0] != "default":
         args.variants = ["default", *[v for v in args.variants if v != "default"]]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,15 +99,16 @@ def main(argv: list[str] | None = None) -> dict:
     def evaluate(path: Path, scheme, cfg_scale: float, start: str = "staggered"):
         model, space = load_model(path, device)[0], load_space(path, device)
         e = dataclasses.replace(ecfg, schemes=[dataclasses.astuple(scheme)], cfg_scale=cfg_scale)
+        make = streamers(start, dcfg, encoder, device, teacher_path)
         return evaluate_model(model, encoder, scenes, e, judges, shift=dcfg.time_shift, device=device,
-                              space=space, progress=True,
-                              make_streamer=streamers(start, dcfg, encoder, device))  # fmt: skip
+                              space=space, progress=True, make_streamer=make)  # fmt: skip
 
     # The teacher file's md5, as dvc.lock names it: which training of the study the students come from.
-    teacher_md5 = hashlib.md5(TEACHER.read_bytes()).hexdigest()
-    teacher, teacher_arrays = evaluate(TEACHER, dcfg.teacher_scheme, dcfg.cfg_scale)
+    teacher_md5 = hashlib.md5(teacher_path.read_bytes()).hexdigest()
+    teacher, teacher_arrays = evaluate(teacher_path, dcfg.teacher_scheme, dcfg.cfg_scale)
     results = {
-        "teacher": {"scheme": teacher_key, "cfg_scale": dcfg.cfg_scale, "md5": teacher_md5,
+        "teacher": {"path": str(teacher_path), "scheme": teacher_key, "cfg_scale": dcfg.cfg_scale,
+                    "md5": teacher_md5,
                     "quality": teacher["schemes"][teacher_key]["long_stream"]},
         "real": {"quality": teacher["real"]["long_stream"]},
         "students": {},
@@ -108,8 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
         start = overrides.pop("start", args.start)
         variant = dataclasses.replace(dcfg, **overrides)
         # Variants that distil alike share the student of the first such variant.
-        path = MODELS / f"{next(n for n, o in VARIANTS.items() if o == overrides)}.pt"
-        summary = distill(base, variant, TEACHER, path, progress=True)
+        path = models / f"{next(n for n, o in VARIANTS.items() if o == overrides)}.pt"
+        summary = distill(base, variant, teacher_path, path, progress=True)
         metrics, arrays[name] = evaluate(path, student_scheme, 1.0, start)
         quality = metrics["schemes"][key]["long_stream"]
         results["students"][name] = {
@@ -131,27 +142,30 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def streamers(start: str, dcfg, encoder, device):
+def streamers(start: str, dcfg, encoder, device, teacher_path: Path = TEACHER):
     """What builds the evaluation's streamers: for "staggered" plain ``Streamer``s, for "teacher" ones
-    whose streams start from the teacher's guided uniform clip on the teacher's grid
-    (``handoff.starting_with``, as the study's student evaluation does)."""
+    whose streams start from the guided uniform clip of the teacher at ``teacher_path`` on the teacher's
+    grid (``handoff.starting_with``, as the study's student evaluation does)."""
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     if start == "staggered":
         return Streamer
-    return starting_with(teacher_streamer(dcfg, TEACHER, encoder, device))
+    return starting_with(teacher_streamer(dcfg, teacher_path, encoder, device))
 
 
 def readme(results: dict, args, student_scheme) -> str:
     """The table (real, teacher, every student) and each student's paired differences."""
     t = results["teacher"]
+    path = t.get("path", str(TEACHER))  # reports written before --teacher name none: the study's
+    whose = "the study's teacher" if path == str(TEACHER) else "the teacher"
     lines = [
         "# Distillation settings (val prompts)",
         "",
         f"`python benchmarks/distill_val.py --variants {' '.join(args.variants)} --prompts {args.prompts}"
         f"{'' if args.start == 'staggered' else f' --start {args.start}'}"
+        f"{'' if path == str(TEACHER) else f' --teacher {path}'}"
         f"{'' if args.out == DEFAULT_OUT else f' --out {args.out}'}`: "
-        f"the study's teacher {t['scheme']} (guidance {t['cfg_scale']}; `models/streamdit.pt`, md5 "
+        f"{whose} {t['scheme']} (guidance {t['cfg_scale']}; `{path}`, md5 "
         f"`{t['md5'][:8]}...`) distilled into {student_scheme} "
         "(unguided) under each variant of the `distill` section (`default`: the study's), every model "
         "streamed from the same noise on the first val prompts and scored by the study's evaluation "
